@@ -1,0 +1,3 @@
+//! Running a call: the caller-leg interface and the per-call async driver.
+
+pub mod leg;

@@ -1,0 +1,4 @@
+//! The model side of a call: Realtime API events, the session configuration built from a
+//! dialplan route, and the WebSocket client.
+
+pub mod event;
