@@ -4,4 +4,8 @@ pub mod audio;
 pub mod bridge;
 pub mod call;
 pub mod dialplan;
+pub mod engine;
+pub mod metrics;
 pub mod realtime;
+pub mod tools;
+pub mod twilio;

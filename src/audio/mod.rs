@@ -1,10 +1,16 @@
 //! Audio: pure DSP with no I/O, no clock and no allocation per frame.
 //!
 //! - [`g711`]: µ-law and A-law to and from PCM16.
+//! - [`resample`]: 8 kHz ↔ 24 kHz for 20 ms frames.
+//! - [`transcode`]: leg format ↔ model format for one call, pass-through when they agree.
+//! - [`tone`]: DTMF and sine tones.
 //! - [`AudioFormat`]: the three formats a call can carry (the Realtime API's `audio/pcmu`,
 //!   `audio/pcma` and `audio/pcm` at 24 kHz) and their framing.
 
 pub mod g711;
+pub mod resample;
+pub mod tone;
+pub mod transcode;
 
 use crate::realtime::event::AudioFormatSpec;
 

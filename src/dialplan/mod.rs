@@ -4,6 +4,8 @@
 //! validated types: a route that exists here is complete and consistent (its tools' actions
 //! reference arguments the tool declares, its DTMF bindings name tools that exist, and so on).
 
+mod file;
+
 use std::time::Duration;
 
 use serde_json::Value;

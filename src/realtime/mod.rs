@@ -1,4 +1,6 @@
 //! The model side of a call: Realtime API events, the session configuration built from a
 //! dialplan route, and the WebSocket client.
 
+pub mod client;
 pub mod event;
+pub mod session;
