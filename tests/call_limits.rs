@@ -213,6 +213,33 @@ fn realtime_errors_are_reported_and_benign_ones_do_not_block_responses() {
 }
 
 #[test]
+fn a_refused_response_request_does_not_block_later_ones() {
+    let mut tc = TestCall::live(test_route());
+    tc.input(Input::CallerDtmf {
+        now: tc.now,
+        digit: '#',
+    });
+    tc.input(Input::CallerDtmf {
+        now: tc.now,
+        digit: '1',
+    });
+    tc.error("invalid_value");
+    tc.input(Input::CallerDtmf {
+        now: tc.now,
+        digit: '#',
+    });
+    let creates = tc
+        .all_events()
+        .iter()
+        .filter(|e| is_response_create(e))
+        .count();
+    assert_eq!(
+        creates, 2,
+        "the second request is not held back by the refused first"
+    );
+}
+
+#[test]
 fn a_session_expiry_ends_the_call() {
     let mut tc = TestCall::live(test_route());
     tc.error("session_expired");

@@ -57,6 +57,8 @@ pub enum Input {
     },
     /// Time passed; fires every timer due at `now`.
     Timeout { now: Instant },
+    /// The server is shutting down and the call must end now.
+    Shutdown { now: Instant },
 }
 
 impl Input {
@@ -72,7 +74,8 @@ impl Input {
             | Self::Realtime { now, .. }
             | Self::RealtimeClosed { now, .. }
             | Self::ToolDone { now, .. }
-            | Self::Timeout { now } => *now,
+            | Self::Timeout { now }
+            | Self::Shutdown { now } => *now,
         }
     }
 }

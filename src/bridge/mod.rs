@@ -211,6 +211,7 @@ impl Call {
             }
             Input::ToolDone { run, outcome, .. } => self.on_tool_done(now, run, outcome),
             Input::Timeout { .. } => self.on_timeout(now),
+            Input::Shutdown { .. } => self.hang_up(EndReason::Shutdown),
         }
         self.settle(now);
     }

@@ -76,7 +76,16 @@ impl Call {
                         self.hang_up(super::EndReason::RealtimeUnavailable);
                         return;
                     }
-                    _ => {}
+                    // Cancelling what had just finished: harmless.
+                    Some("response_cancel_not_active") => {}
+                    // Any other error may be the server refusing our response.create (client
+                    // events carry no ids to tell). Forget the request rather than wait for a
+                    // response that will never come; a duplicate is refused harmlessly.
+                    _ => {
+                        if self.responses.active.is_none() {
+                            self.responses.requested = false;
+                        }
+                    }
                 }
                 self.emit(Output::Event(CallEvent::RealtimeError {
                     code: error.code,
