@@ -4,7 +4,22 @@
 //! validated types: a route that exists here is complete and consistent (its tools' actions
 //! reference arguments the tool declares, its DTMF bindings name tools that exist, and so on).
 
+mod across;
+mod check;
+mod dtmf;
+mod error;
 mod file;
+mod location;
+mod matching;
+mod raw;
+mod tools;
+mod validate;
+
+pub use check::{CheckSummary, FileSummary, RouteSummary, check};
+pub use error::{DialplanError, Problem};
+pub use matching::normalize_number;
+pub use tools::{DEFAULT_WEBHOOK_TIMEOUT, MAX_WEBHOOK_TIMEOUT_MS};
+pub use validate::{DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, DEFAULT_VOICE, MAX_LIMIT_S};
 
 use std::time::Duration;
 
