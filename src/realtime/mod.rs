@@ -2,5 +2,7 @@
 //! dialplan route, and the WebSocket client.
 
 pub mod client;
+mod endpoint;
+mod error;
 pub mod event;
 pub mod session;
