@@ -1,0 +1,315 @@
+//! Tests of the Media Stream leg adapter, driven through in-memory channels.
+
+use std::sync::Arc;
+
+use axum::extract::ws::Message;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::{sink, stream};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::*;
+use crate::bridge::MarkId;
+
+const STREAM_SID: &str = "MZ00000000000000000000000000000001";
+
+/// One adapter under test, with Twilio's side of the socket and the host's side of the leg.
+struct Harness {
+    to_leg: mpsc::UnboundedSender<Result<Message, axum::Error>>,
+    from_leg: mpsc::UnboundedReceiver<Message>,
+    legs: mpsc::UnboundedReceiver<CallerLeg>,
+    counters: Arc<TwilioCounters>,
+    task: JoinHandle<()>,
+}
+
+impl Harness {
+    fn start(configure: impl FnOnce(&mut MediaContext)) -> Self {
+        let (to_leg, inbound) = mpsc::unbounded_channel::<Result<Message, axum::Error>>();
+        let (outbound, from_leg) = mpsc::unbounded_channel::<Message>();
+        let (leg_tx, legs) = mpsc::unbounded_channel();
+        let socket_in = stream::unfold(inbound, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        let socket_out = sink::unfold(outbound, |tx, message: Message| async move {
+            tx.send(message).map_err(|_| "socket closed")?;
+            Ok::<_, &str>(tx)
+        });
+        let counters = Arc::new(TwilioCounters::default());
+        let mut ctx = MediaContext::new(
+            Arc::new(move |leg| {
+                let _ = leg_tx.send(leg);
+            }),
+            counters.clone(),
+        );
+        configure(&mut ctx);
+        let task = tokio::spawn(run_media_socket(socket_out, socket_in, ctx));
+        Self {
+            to_leg,
+            from_leg,
+            legs,
+            counters,
+            task,
+        }
+    }
+
+    fn send(&self, value: Value) {
+        self.send_text(&value.to_string());
+    }
+
+    fn send_text(&self, text: &str) {
+        let _ = self.to_leg.send(Ok(Message::Text(text.into())));
+    }
+
+    /// Sends `connected` and `start` and returns the leg handed to the host.
+    async fn connect(&mut self) -> CallerLeg {
+        self.send(json!({"event":"connected","protocol":"Call","version":"1.0.0"}));
+        self.send(json!({
+            "event":"start","sequenceNumber":"1","streamSid":STREAM_SID,
+            "start":{"streamSid":STREAM_SID,"accountSid":"AC1","callSid":"CA1","tracks":["inbound"],
+                "customParameters":{"From":"+15550001111","To":"+15550002222"},
+                "mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}
+        }));
+        self.legs.recv().await.expect("leg handed to the host")
+    }
+
+    /// The next message the adapter wrote, as JSON (`None` for a close frame).
+    async fn next_out(&mut self) -> Option<Value> {
+        match self.from_leg.recv().await.expect("adapter wrote") {
+            Message::Text(text) => Some(serde_json::from_str(&text).expect("json")),
+            Message::Close(_) => None,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+fn media(payload: &str) -> Value {
+    json!({"event":"media","sequenceNumber":"3","streamSid":STREAM_SID,
+        "media":{"track":"inbound","chunk":"1","timestamp":"20","payload":payload}})
+}
+
+fn mark(id: u64) -> Mark {
+    Mark {
+        id: MarkId(id),
+        label: format!("{id}:item_abc:4800"),
+    }
+}
+
+fn payload_of(message: &Value) -> Vec<u8> {
+    assert_eq!(message["event"], "media");
+    assert_eq!(message["streamSid"], STREAM_SID);
+    let payload = message["media"]["payload"].as_str().expect("payload");
+    BASE64.decode(payload).expect("base64")
+}
+
+#[tokio::test]
+async fn start_hands_the_leg_to_the_host() {
+    let mut h = Harness::start(|_| {});
+    let leg = h.connect().await;
+    assert_eq!(leg.info.kind, LegKind::Twilio);
+    assert_eq!(leg.info.call_id, "CA1");
+    assert_eq!(leg.info.from, "+15550001111");
+    assert_eq!(leg.info.to, "+15550002222");
+    assert_eq!(leg.info.format, AudioFormat::Pcmu);
+    assert_eq!(leg.info.dtmf, DtmfMode::InBand);
+    assert_eq!(h.counters.snapshot().streams_started, 1);
+}
+
+#[tokio::test]
+async fn missing_parameters_read_as_empty() {
+    let mut h = Harness::start(|_| {});
+    h.send(json!({"event":"start","start":{"streamSid":STREAM_SID,"callSid":"CA2"}}));
+    let leg = h.legs.recv().await.expect("leg");
+    assert_eq!(leg.info.call_id, "CA2");
+    assert_eq!((leg.info.from.as_str(), leg.info.to.as_str()), ("", ""));
+}
+
+#[tokio::test]
+async fn inbound_media_dtmf_and_marks_become_events() {
+    let mut h = Harness::start(|_| {});
+    let mut leg = h.connect().await;
+
+    h.send(media(&BASE64.encode([0x7F; 160])));
+    assert_eq!(
+        leg.events.recv().await,
+        Some(LegEvent::Audio(vec![0x7F; 160]))
+    );
+
+    h.send(
+        json!({"event":"dtmf","streamSid":STREAM_SID,"sequenceNumber":"5",
+        "dtmf":{"track":"inbound_track","digit":"#"}}),
+    );
+    assert_eq!(leg.events.recv().await, Some(LegEvent::Dtmf('#')));
+
+    h.send(json!({"event":"mark","streamSid":STREAM_SID,"mark":{"name":"responsePart"}}));
+    h.send(json!({"event":"mark","streamSid":STREAM_SID,"mark":{"name":"7:item_abc:4800"}}));
+    assert_eq!(leg.events.recv().await, Some(LegEvent::Played(MarkId(7))));
+
+    let snap = h.counters.snapshot();
+    assert_eq!((snap.frames_in, snap.dtmf_in), (1, 1));
+    assert_eq!((snap.marks_played, snap.marks_foreign), (1, 1));
+}
+
+#[tokio::test]
+async fn malformed_input_does_not_end_the_leg() {
+    let mut h = Harness::start(|_| {});
+    let mut leg = h.connect().await;
+
+    h.send_text("{not json");
+    h.send(json!({"event":"media","media":{}}));
+    h.send(media("!!! not base64 !!!"));
+    h.send(json!({"event":"dtmf","dtmf":{"digit":"xyz"}}));
+    h.send(json!({"event":"future-event"}));
+    let _ = h.to_leg.send(Ok(Message::Binary(vec![1, 2, 3].into())));
+    h.send(media(&BASE64.encode([1, 2, 3])));
+
+    assert_eq!(
+        leg.events.recv().await,
+        Some(LegEvent::Audio(vec![1, 2, 3]))
+    );
+    let snap = h.counters.snapshot();
+    assert_eq!(snap.malformed_messages, 4);
+    assert_eq!(snap.frames_dropped, 1);
+    assert_eq!(snap.frames_in, 1);
+}
+
+#[tokio::test]
+async fn play_is_reframed_and_marks_follow_their_audio() {
+    let mut h = Harness::start(|_| {});
+    let leg = h.connect().await;
+    let audio: Vec<u8> = (0..400u32).map(|i| (i % 200) as u8).collect();
+
+    leg.commands
+        .send(LegCommand::Play(audio.clone()))
+        .await
+        .expect("leg running");
+    leg.commands
+        .send(LegCommand::Mark(mark(3)))
+        .await
+        .expect("leg running");
+
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        let frame = payload_of(&h.next_out().await.expect("media"));
+        assert_eq!(frame.len(), 160);
+        sent.extend(frame);
+    }
+    assert_eq!(sent[..400], audio[..]);
+    assert!(sent[400..].iter().all(|&b| b == 0xFF));
+    assert_eq!(
+        h.next_out().await,
+        Some(json!({"event":"mark","streamSid":STREAM_SID,"mark":{"name":"3:item_abc:4800"}}))
+    );
+    let snap = h.counters.snapshot();
+    assert_eq!((snap.frames_out, snap.marks_sent), (3, 1));
+}
+
+#[tokio::test]
+async fn clear_drops_the_partial_frame() {
+    let mut h = Harness::start(|_| {});
+    let leg = h.connect().await;
+
+    leg.commands
+        .send(LegCommand::Play(vec![0x10; 100]))
+        .await
+        .expect("leg running");
+    leg.commands
+        .send(LegCommand::Clear)
+        .await
+        .expect("leg running");
+    leg.commands
+        .send(LegCommand::Mark(mark(1)))
+        .await
+        .expect("leg running");
+
+    assert_eq!(
+        h.next_out().await,
+        Some(json!({"event":"clear","streamSid":STREAM_SID}))
+    );
+    assert_eq!(h.next_out().await.expect("mark")["event"], "mark");
+    assert_eq!(h.counters.snapshot().clears_sent, 1);
+}
+
+#[tokio::test]
+async fn stop_ends_the_leg() {
+    let mut h = Harness::start(|_| {});
+    let mut leg = h.connect().await;
+    h.send(
+        json!({"event":"stop","sequenceNumber":"5","streamSid":STREAM_SID,
+        "stop":{"accountSid":"AC1","callSid":"CA1"}}),
+    );
+    assert_eq!(leg.events.recv().await, Some(LegEvent::Gone));
+    assert_eq!(leg.events.recv().await, None);
+    assert_eq!(h.next_out().await, None, "close frame");
+    h.task.await.expect("adapter finished");
+}
+
+#[tokio::test]
+async fn socket_close_ends_the_leg() {
+    let mut h = Harness::start(|_| {});
+    let mut leg = h.connect().await;
+    drop(h.to_leg);
+    assert_eq!(leg.events.recv().await, Some(LegEvent::Gone));
+    h.task.await.expect("adapter finished");
+}
+
+#[tokio::test]
+async fn dropping_the_command_sender_closes_the_socket() {
+    let mut h = Harness::start(|_| {});
+    let CallerLeg {
+        mut events,
+        commands,
+        ..
+    } = h.connect().await;
+    drop(commands);
+    assert_eq!(h.next_out().await, None, "close frame");
+    assert_eq!(events.recv().await, Some(LegEvent::Gone));
+    h.task.await.expect("adapter finished");
+}
+
+#[tokio::test]
+async fn hangup_without_rest_closes_the_socket() {
+    let mut h = Harness::start(|_| {});
+    let mut leg = h.connect().await;
+    leg.commands
+        .send(LegCommand::Hangup)
+        .await
+        .expect("leg running");
+    assert_eq!(h.next_out().await, None, "close frame");
+    assert_eq!(leg.events.recv().await, Some(LegEvent::Gone));
+    h.task.await.expect("adapter finished");
+}
+
+#[tokio::test]
+async fn no_start_within_the_frame_bound_closes_the_socket() {
+    let mut h = Harness::start(|ctx| ctx.max_frames_before_start = 3);
+    h.send(json!({"event":"connected"}));
+    h.send_text("garbage");
+    h.send(media(""));
+    assert_eq!(h.next_out().await, None, "close frame");
+    h.task.await.expect("adapter finished");
+    assert!(h.legs.recv().await.is_none(), "no call was started");
+    let snap = h.counters.snapshot();
+    assert_eq!((snap.streams_rejected, snap.streams_started), (1, 0));
+}
+
+#[tokio::test]
+async fn stop_before_start_closes_the_socket() {
+    let mut h = Harness::start(|_| {});
+    h.send(json!({"event":"stop"}));
+    assert_eq!(h.next_out().await, None, "close frame");
+    h.task.await.expect("adapter finished");
+    assert!(h.legs.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn control_without_rest() {
+    let mut h = Harness::start(|_| {});
+    let leg = h.connect().await;
+    assert_eq!(
+        leg.control.transfer("+15550003333".into()).await,
+        Err(TRANSFER_NEEDS_TOKEN.to_owned())
+    );
+    assert!(leg.control.send_dtmf("123".into()).await.is_err());
+}
