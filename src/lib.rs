@@ -7,5 +7,7 @@ pub mod dialplan;
 pub mod engine;
 pub mod metrics;
 pub mod realtime;
+pub mod server;
+pub mod telemetry;
 pub mod tools;
 pub mod twilio;

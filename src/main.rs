@@ -1,1 +1,188 @@
-fn main() {}
+//! The `dialtone` command: `serve`, `mock-realtime` and `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use dialtone::bridge::Timing;
+use dialtone::dialplan;
+use dialtone::engine::{self, EngineConfig, EngineScript};
+use dialtone::realtime::client::RealtimeSettings;
+use dialtone::server::{Server, ServerConfig, TwilioSettings};
+use dialtone::telemetry;
+use tracing::info;
+
+/// Bridges phone calls into realtime speech-to-speech model sessions.
+#[derive(Parser)]
+#[command(name = "dialtone", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer calls: the Twilio webhook and Media Streams endpoint, /healthz, /metrics, /calls.
+    ///
+    /// The model is OpenAI's Realtime API when OPENAI_API_KEY is set, Azure OpenAI when
+    /// AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY are, any compatible server at
+    /// DIALTONE_REALTIME_URL, and otherwise the embedded local engine (an echo agent that
+    /// needs no network).
+    Serve {
+        /// HTTP listen address.
+        #[arg(long, env = "DIALTONE_HTTP", default_value = "0.0.0.0:8080")]
+        http: SocketAddr,
+        /// Directory of dialplan files.
+        #[arg(long, env = "DIALTONE_DIALPLANS", default_value = "dialplans")]
+        dialplans: PathBuf,
+        /// Public origin Twilio reaches this server at, e.g. https://bridge.example.com.
+        #[arg(long, env = "DIALTONE_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Script of tool calls for the embedded engine (ignored with a real model).
+        #[arg(long, env = "DIALTONE_ENGINE_SCRIPT")]
+        engine_script: Option<PathBuf>,
+        /// Seconds calls in progress may go on after SIGTERM or Ctrl-C.
+        #[arg(long, env = "DIALTONE_DRAIN_SECS", default_value_t = 30)]
+        drain_secs: u64,
+    },
+    /// Run the embedded engine alone as a Realtime API server (for load tests).
+    MockRealtime {
+        /// Listen address, e.g. 127.0.0.1:9000.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Script of tool calls (TOML).
+        #[arg(long)]
+        script: Option<PathBuf>,
+        /// How much faster than real time response audio is streamed (0: all at once).
+        #[arg(long, default_value_t = 4)]
+        realtime_factor: u32,
+    },
+    /// Validate a dialplan directory.
+    Check {
+        /// Directory of dialplan files.
+        #[arg(default_value = "dialplans")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Command::Check { dir } = &cli.command {
+        return check(dir);
+    }
+    telemetry::init();
+    // Exactly one TLS provider is compiled in; installing it explicitly keeps a future
+    // dependency from making the choice ambiguous at run time.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                http,
+                dialplans,
+                public_url,
+                engine_script,
+                drain_secs,
+            } => serve(http, dialplans, public_url, engine_script, drain_secs).await,
+            Command::MockRealtime {
+                listen,
+                script,
+                realtime_factor,
+            } => mock_realtime(listen, script, realtime_factor).await,
+            Command::Check { .. } => Ok(()),
+        }
+    })
+}
+
+fn check(dir: &std::path::Path) -> Result<()> {
+    match dialplan::check(dir) {
+        Ok(summary) => {
+            println!("{summary}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn engine_config(script: Option<PathBuf>, realtime_factor: u32) -> Result<EngineConfig> {
+    let script = match script {
+        Some(path) => Some(EngineScript::load(&path)?),
+        None => None,
+    };
+    Ok(EngineConfig {
+        script,
+        realtime_factor,
+    })
+}
+
+async fn serve(
+    http: SocketAddr,
+    dialplans: PathBuf,
+    public_url: Option<String>,
+    engine_script: Option<PathBuf>,
+    drain_secs: u64,
+) -> Result<()> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let realtime = RealtimeSettings::from_env_map(env);
+    let config = ServerConfig {
+        http,
+        dialplans,
+        public_url,
+        realtime,
+        twilio: TwilioSettings {
+            auth_token: env("TWILIO_AUTH_TOKEN"),
+            account_sid: env("TWILIO_ACCOUNT_SID"),
+            api_base: env("TWILIO_API_BASE"),
+        },
+        engine: engine_config(engine_script, EngineConfig::default().realtime_factor)?,
+        timing: Timing::default(),
+        drain: Duration::from_secs(drain_secs),
+    };
+    let realtime = config.realtime.describe();
+    let signed = config.twilio.auth_token.is_some();
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr()?;
+    info!(%addr, %realtime, twilio_signatures = signed, "dialtone listening");
+    server.run(shutdown_signal()).await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn mock_realtime(listen: SocketAddr, script: Option<PathBuf>, factor: u32) -> Result<()> {
+    let config = Arc::new(engine_config(script, factor)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    info!(addr = %listener.local_addr()?, "mock realtime server listening");
+    engine::serve(listener, config, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    info!("shutdown requested");
+}

@@ -1,3 +1,6 @@
-//! Running a call: the caller-leg interface and the per-call async driver.
+//! Running a call: the caller-leg interface, the per-call async driver and the registry of
+//! calls in progress.
 
+pub mod driver;
 pub mod leg;
+pub mod registry;
