@@ -8,6 +8,7 @@ pub mod engine;
 pub mod metrics;
 pub mod realtime;
 pub mod server;
+pub mod sip;
 pub mod telemetry;
 pub mod tools;
 pub mod twilio;
