@@ -7,6 +7,7 @@ pub mod dialplan;
 pub mod engine;
 pub mod metrics;
 pub mod realtime;
+pub mod rtp;
 pub mod server;
 pub mod sip;
 pub mod telemetry;
