@@ -11,9 +11,33 @@ use dialtone::bridge::Timing;
 use dialtone::dialplan;
 use dialtone::engine::{self, EngineConfig, EngineScript};
 use dialtone::realtime::client::RealtimeSettings;
+use dialtone::rtp::PortRange;
 use dialtone::server::{Server, ServerConfig, TwilioSettings};
+use dialtone::sip::config;
+use dialtone::sip::sdp::Codec;
+use dialtone::sip::ua::SipConfig;
 use dialtone::telemetry;
 use tracing::info;
+
+/// SIP options of `serve`. Each overrides the config file, which overrides the default.
+#[derive(clap::Args)]
+struct SipArgs {
+    /// SIP signalling address, UDP and TCP (default 0.0.0.0:5060).
+    #[arg(long, env = "DIALTONE_SIP")]
+    sip: Option<SocketAddr>,
+    /// RTP port range, e.g. 20000-29999 (the default).
+    #[arg(long, env = "DIALTONE_RTP_PORTS")]
+    rtp_ports: Option<PortRange>,
+    /// Server config file: SIP settings, trunks, who may call (see dialtone.example.toml).
+    #[arg(long, env = "DIALTONE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Minimum ringing before a SIP call is answered, in milliseconds.
+    #[arg(long, env = "DIALTONE_RING_MS", default_value_t = 3000)]
+    ring_ms: u64,
+    /// Serve Twilio only, no SIP.
+    #[arg(long)]
+    no_sip: bool,
+}
 
 /// Bridges phone calls into realtime speech-to-speech model sessions.
 #[derive(Parser)]
@@ -44,9 +68,12 @@ enum Command {
         /// Script of tool calls for the embedded engine (ignored with a real model).
         #[arg(long, env = "DIALTONE_ENGINE_SCRIPT")]
         engine_script: Option<PathBuf>,
-        /// Seconds calls in progress may go on after SIGTERM or Ctrl-C.
-        #[arg(long, env = "DIALTONE_DRAIN_SECS", default_value_t = 30)]
-        drain_secs: u64,
+        /// Seconds calls in progress may go on after SIGTERM or Ctrl-C (default 30, or the
+        /// config file's `drain_s`).
+        #[arg(long, env = "DIALTONE_DRAIN_SECS")]
+        drain_secs: Option<u64>,
+        #[command(flatten)]
+        sip: SipArgs,
     },
     /// Run the embedded engine alone as a Realtime API server (for load tests).
     MockRealtime {
@@ -86,7 +113,8 @@ fn main() -> Result<()> {
                 public_url,
                 engine_script,
                 drain_secs,
-            } => serve(http, dialplans, public_url, engine_script, drain_secs).await,
+                sip,
+            } => serve(http, dialplans, public_url, engine_script, drain_secs, sip).await,
             Command::MockRealtime {
                 listen,
                 script,
@@ -126,9 +154,22 @@ async fn serve(
     dialplans: PathBuf,
     public_url: Option<String>,
     engine_script: Option<PathBuf>,
-    drain_secs: u64,
+    drain_secs: Option<u64>,
+    sip_args: SipArgs,
 ) -> Result<()> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let file = match &sip_args.config {
+        Some(path) => config::ServerConfig::load(path)?,
+        None => config::ServerConfig::default(),
+    };
+    let drain = Duration::from_secs(
+        drain_secs.unwrap_or_else(|| file.sip.drain.map_or(30, |d| d.as_secs())),
+    );
+    let sip = if sip_args.no_sip {
+        None
+    } else {
+        Some(sip_config(&sip_args, &file)?)
+    };
     let realtime = RealtimeSettings::from_env_map(env);
     let config = ServerConfig {
         http,
@@ -142,7 +183,8 @@ async fn serve(
         },
         engine: engine_config(engine_script, EngineConfig::default().realtime_factor)?,
         timing: Timing::default(),
-        drain: Duration::from_secs(drain_secs),
+        drain,
+        sip,
     };
     let realtime = config.realtime.describe();
     let signed = config.twilio.auth_token.is_some();
@@ -152,6 +194,47 @@ async fn serve(
     server.run(shutdown_signal()).await?;
     info!("stopped");
     Ok(())
+}
+
+/// The SIP user agent's settings: command line, then config file, then defaults.
+fn sip_config(args: &SipArgs, file: &config::ServerConfig) -> Result<SipConfig> {
+    let listen = args
+        .sip
+        .or(file.sip.listen)
+        .unwrap_or(config::DEFAULT_LISTEN);
+    let rtp_ports = match args.rtp_ports {
+        Some(range) => range,
+        None => {
+            let (start, end) = file.sip.rtp_ports.unwrap_or(config::DEFAULT_RTP_PORTS);
+            PortRange::new(start, end)?
+        }
+    };
+    let mut codecs = Vec::new();
+    for name in &file.sip.codecs {
+        codecs.push(match name.as_str() {
+            "pcmu" => Codec::Pcmu,
+            "pcma" => Codec::Pcma,
+            "opus" if cfg!(feature = "opus") => Codec::Opus,
+            "opus" => anyhow::bail!(
+                "the config file asks for the opus codec, but this binary was built without \
+                 the `opus` feature (cargo build --release --features opus)"
+            ),
+            other => anyhow::bail!("unknown codec {other}"),
+        });
+    }
+    // Callers from the [sip] allow list and from every trunk's allow list may call.
+    let mut allow = file.sip.allow.0.clone();
+    for trunk in &file.trunks {
+        allow.extend(trunk.allow.0.iter().cloned());
+    }
+    Ok(SipConfig {
+        listen,
+        rtp_ports,
+        public_ip: file.sip.public_ip,
+        codecs,
+        allow: config::AccessList(allow),
+        ring: Duration::from_millis(args.ring_ms),
+    })
 }
 
 async fn mock_realtime(listen: SocketAddr, script: Option<PathBuf>, factor: u32) -> Result<()> {

@@ -2,8 +2,9 @@
 //! Streams socket, `/healthz`, `/metrics`, `/calls`), starts a call driver for each call, and
 //! shuts down gracefully.
 //!
-//! Shutdown: new calls are refused at once (the listener stops accepting), calls in progress
-//! may finish for up to the drain period, then the rest are hung up.
+//! Shutdown: new calls are refused at once (the HTTP listener stops accepting, new INVITEs get
+//! 503), calls in progress may finish for up to the drain period, then the rest are hung up
+//! (SIP calls get a BYE).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +31,7 @@ use crate::dialplan::{Dialplan, DialplanError};
 use crate::engine::EngineConfig;
 use crate::metrics::{self, Metrics};
 use crate::realtime::client::RealtimeSettings;
+use crate::sip::ua::{DrainHandle, SipConfig, SipUa};
 use crate::tools::{WebhookError, WebhookRunner};
 use crate::twilio::{self, TwilioCounters, TwilioRest, TwilioState};
 
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     pub timing: Timing,
     /// How long calls in progress may go on after shutdown starts.
     pub drain: Duration,
+    /// The SIP user agent's settings; `None` serves Twilio only.
+    pub sip: Option<SipConfig>,
 }
 
 /// Why the server could not start.
@@ -74,6 +78,8 @@ pub enum ServerError {
     Http(String),
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("{0}")]
+    Sip(#[from] crate::sip::ua::SipError),
 }
 
 impl From<WebhookError> for ServerError {
@@ -89,6 +95,7 @@ pub struct Server {
     services: Arc<CallServices>,
     calls: TaskTracker,
     drain: Duration,
+    sip: Option<SipUa>,
 }
 
 impl Server {
@@ -127,6 +134,18 @@ impl Server {
                 calls.spawn(run_call(Arc::clone(&services), leg));
             })
         };
+        let sip = match config.sip {
+            Some(sip_config) => {
+                let metrics = Arc::clone(&services.metrics);
+                let services = Arc::clone(&services);
+                let calls = calls.clone();
+                let on_sip_call = Arc::new(move |leg: CallerLeg| {
+                    calls.spawn(run_call(Arc::clone(&services), leg));
+                });
+                Some(SipUa::bind(sip_config, metrics, on_sip_call).await?)
+            }
+            None => None,
+        };
         let counters = Arc::new(TwilioCounters::default());
         let twilio = twilio::router(TwilioState {
             public_url: config.public_url,
@@ -157,12 +176,18 @@ impl Server {
             services,
             calls,
             drain: config.drain,
+            sip,
         })
     }
 
     /// The address the HTTP listener is bound to.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The SIP signalling address, when SIP is served.
+    pub fn sip_addr(&self) -> Option<SocketAddr> {
+        self.sip.as_ref().map(SipUa::local_addr)
     }
 
     /// The metrics of this server.
@@ -181,7 +206,11 @@ impl Server {
             services,
             calls,
             drain,
+            sip,
         } = self;
+        let stop_sip = CancellationToken::new();
+        let sip_drain: Option<DrainHandle> = sip.as_ref().map(SipUa::drain_handle);
+        let sip_task = sip.map(|ua| tokio::spawn(ua.run(stop_sip.clone())));
         let stop_accepting = CancellationToken::new();
         let mut serve = {
             let stop = stop_accepting.clone();
@@ -208,6 +237,9 @@ impl Server {
             "shutting down: refusing new calls"
         );
         stop_accepting.cancel();
+        if let Some(drain) = &sip_drain {
+            drain.start_draining();
+        }
         calls.close();
         if tokio::time::timeout(drain, calls.wait()).await.is_err() {
             warn!(
@@ -216,6 +248,10 @@ impl Server {
             );
             services.hang_up_all.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), calls.wait()).await;
+        }
+        stop_sip.cancel();
+        if let Some(task) = sip_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
         }
         match tokio::time::timeout(Duration::from_secs(5), serve).await {
             Ok(Ok(Err(e))) => Err(ServerError::Serve(e)),

@@ -9,10 +9,15 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
 
+/// The default log filter. The SIP stack logs every packet, raw (numbers included), at info;
+/// it is held to warnings unless `RUST_LOG` asks for more.
+pub const DEFAULT_FILTER: &str = "info,rsipstack=warn";
+
 /// Installs the process's log subscriber: human-readable lines on stderr, filtered by
-/// `RUST_LOG` (default `info`).
+/// `RUST_LOG` (default [`DEFAULT_FILTER`]).
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then runs them.
 #
+#   - SIPp (Debian's sip-tester) and tcpdump, for SIP calls from real callers and to capture the
+#     RTP the bridge sends back (the DTMF scenario replays pcaps, so the tests run as root);
 #   - Python 3 with the `openai` package (in target/py), to check every Realtime client event
 #     the bridge sends against the API's own schema;
 #   - then `cargo test` over the library, the binary, the integration tests, and the benchmarks
@@ -16,6 +18,12 @@ need_apt() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+if [ ${#missing[@]} -gt 0 ]; then
+  need_apt "${missing[@]}"
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   need_apt python3 python3-venv
 fi

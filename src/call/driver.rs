@@ -251,6 +251,10 @@ impl<'a> Driver<'a> {
                     }
                 }
                 Output::RunTool(run) => self.start_tool(run),
+                Output::Event(CallEvent::SessionReady) => {
+                    self.record(CallEvent::SessionReady);
+                    let _ = self.leg.commands.send(LegCommand::Ready).await;
+                }
                 Output::Event(event) => self.record(event),
             }
         }
@@ -304,7 +308,9 @@ impl<'a> Driver<'a> {
     fn record(&self, event: CallEvent) {
         let metrics = &self.services.metrics;
         match event {
-            CallEvent::SessionReady => info!("realtime session ready"),
+            CallEvent::SessionReady => {
+                info!("realtime session ready");
+            }
             CallEvent::BargeIn => {
                 metrics.barge_in();
                 info!("caller barged in; playback cleared");

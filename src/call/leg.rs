@@ -67,6 +67,9 @@ pub enum LegEvent {
 /// A command to the caller leg.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LegCommand {
+    /// The model session is ready: a leg that has not answered the call yet may answer now
+    /// (SIP answers after ringing; Twilio calls are answered before the stream starts).
+    Ready,
     /// Audio in the leg's format, a whole number of 20 ms frames.
     Play(Vec<u8>),
     Mark(Mark),

@@ -1,8 +1,20 @@
-//! The SIP way in: a user agent facing a SIP trunk (or a PBX).
+//! The SIP way in: a user agent facing a SIP trunk (or a PBX), bridging calls like Twilio's.
 //!
+//! Layers, and who does what:
+//! - rsipstack (pinned, behind `ua.rs` and `leg.rs` only): SIP message types and parsing,
+//!   UDP/TCP transports, transactions (retransmissions, timers, CANCEL matching), dialogs
+//!   (tags, CSeq, route sets, 2xx retransmission until ACK), REGISTER digest on the client side;
+//! - `ua.rs`: which requests become calls (access list, 503 while draining, 488 without
+//!   usable media), answers outside dialogs (OPTIONS, 405, 481, 501), semantic checks the
+//!   parser does not make (`message.rs`), routing dialog events to calls;
+//! - `leg.rs`: one call as a caller leg: ringing, answering once the model is ready, hold,
+//!   REFER transfers with NOTIFY progress, RFC 4733 DTMF through the RTP engine (`crate::rtp`);
 //! - `sdp/`: offer/answer (RFC 3264), pure;
-//! - `config/`, `digest/`: the server config file (trunks, who may call) and digest auth.
+//! - `config.rs`, `digest.rs`: the server config file (trunks, who may call) and digest auth.
 
 pub mod config;
 pub mod digest;
+mod leg;
+mod message;
 pub mod sdp;
+pub mod ua;

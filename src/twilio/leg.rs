@@ -286,6 +286,8 @@ where
     while let Some(command) = commands.recv().await {
         let mut out = Vec::new();
         match command {
+            // Twilio answered the call before the stream started.
+            LegCommand::Ready => {}
             LegCommand::Play(audio) => {
                 for frame in framer.push(&audio) {
                     out.push(Outbound::media(stream_sid, &frame));

@@ -85,6 +85,7 @@ impl Bridge {
             },
             timing: Timing::default(),
             drain: Duration::from_secs(1),
+            sip: None,
         };
         let server = Server::bind(config).await.expect("bridge starts");
         let addr = server.local_addr().expect("addr");

@@ -1,0 +1,416 @@
+//! The SIP user agent: the adapter around rsipstack.
+//!
+//! rsipstack owns the transports (UDP and TCP), the transaction layer (retransmissions,
+//! timers A–K, CANCEL matching, absorbing ACKs) and dialogs (tags, CSeq, route sets, 2xx
+//! retransmission until ACK). This module decides what to do with each new request — which
+//! calls to take, the answers outside dialogs (OPTIONS, 405, 481, 403, 503), semantic checks
+//! the parser does not make — and routes each dialog's events to its call's task
+//! (`leg.rs`). rsipstack's types stay in this module and `leg.rs`.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rsipstack::EndpointBuilder;
+use rsipstack::dialog::DialogId;
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, DialogStateSender};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::TransportLayer;
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::config::AccessList;
+use super::leg::{Notice, SipCall};
+use super::message;
+use super::sdp::{self, Codec, LocalMedia, SdpOrigin};
+use crate::call::leg::CallerLeg;
+use crate::metrics::Metrics;
+use crate::rtp::ports::{self, PortRange};
+
+/// Methods this user agent implements.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO";
+/// Bodies it accepts.
+pub const ACCEPT: &str = "application/sdp, message/sipfrag";
+
+/// What the user agent is configured with.
+#[derive(Debug, Clone)]
+pub struct SipConfig {
+    /// Signalling address, UDP and TCP.
+    pub listen: SocketAddr,
+    pub rtp_ports: PortRange,
+    /// Address put in Contact and SDP; by default the local address facing the peer.
+    pub public_ip: Option<IpAddr>,
+    /// Codec preference order.
+    pub codecs: Vec<Codec>,
+    /// Who may call without authenticating.
+    pub allow: AccessList,
+    /// Minimum ringing before a call is answered.
+    pub ring: Duration,
+}
+
+/// Why the user agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("cannot listen for SIP on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// Receives each new SIP call's leg.
+pub type OnSipCall = Arc<dyn Fn(CallerLeg) + Send + Sync>;
+
+/// State shared by the dispatcher and the calls.
+pub(crate) struct Shared {
+    pub config: SipConfig,
+    pub dialogs: Arc<DialogLayer>,
+    pub states: DialogStateSender,
+    pub calls: Mutex<HashMap<String, mpsc::Sender<Notice>>>,
+    pub metrics: Arc<Metrics>,
+    pub on_call: OnSipCall,
+    pub draining: AtomicBool,
+    /// The signalling address actually bound.
+    pub local: SocketAddr,
+}
+
+impl Shared {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Notice>>> {
+        // Single inserts and removes cannot leave the map inconsistent after a panic.
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn forget(&self, id: &DialogId) {
+        self.calls().remove(&id.to_string());
+        self.dialogs.remove_dialog(id);
+    }
+
+    fn count_request(&self, method: &Method) {
+        self.metrics.inc(
+            "sip_requests_total",
+            &[("method", &message::method_name(method))],
+        );
+    }
+}
+
+/// A bound user agent.
+pub struct SipUa {
+    shared: Arc<Shared>,
+    endpoint: rsipstack::transaction::endpoint::Endpoint,
+    incoming: rsipstack::transaction::TransactionReceiver,
+    state_rx: DialogStateReceiver,
+    cancel: CancellationToken,
+}
+
+impl SipUa {
+    /// Binds UDP and TCP on the configured address (port 0 picks a free port for both).
+    pub async fn bind(
+        config: SipConfig,
+        metrics: Arc<Metrics>,
+        on_call: OnSipCall,
+    ) -> Result<Self, SipError> {
+        let cancel = CancellationToken::new();
+        let bind_err = |reason: String| SipError::Bind {
+            addr: config.listen,
+            reason,
+        };
+        let transport = TransportLayer::new(cancel.child_token());
+        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| bind_err(e.to_string()))?;
+        let local = udp
+            .get_addr()
+            .get_socketaddr()
+            .map_err(|e| bind_err(e.to_string()))?;
+        transport.add_transport(udp.into());
+        let tcp = TcpListenerConnection::new(local, None)
+            .await
+            .map_err(|e| bind_err(e.to_string()))?;
+        transport.add_transport(tcp.into());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport)
+            .with_user_agent(concat!("dialtone/", env!("CARGO_PKG_VERSION")))
+            .with_allows(message::allowed_methods())
+            .build();
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| bind_err(e.to_string()))?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let (states, state_rx) = dialogs.new_dialog_state_channel();
+        let shared = Arc::new(Shared {
+            config,
+            dialogs,
+            states,
+            calls: Mutex::new(HashMap::new()),
+            metrics,
+            on_call,
+            draining: AtomicBool::new(false),
+            local,
+        });
+        Ok(Self {
+            shared,
+            endpoint,
+            incoming,
+            state_rx,
+            cancel,
+        })
+    }
+
+    /// The bound signalling address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// A handle to refuse new calls (503) once shutdown starts.
+    pub fn drain_handle(&self) -> DrainHandle {
+        DrainHandle(Arc::clone(&self.shared))
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        info!(addr = %self.shared.local, "SIP listening on UDP and TCP");
+        let serve = self.endpoint.serve();
+        tokio::pin!(serve);
+        loop {
+            tokio::select! {
+                () = &mut serve => break,
+                () = shutdown.cancelled() => break,
+                tx = self.incoming.recv() => match tx {
+                    Some(tx) => {
+                        let shared = Arc::clone(&self.shared);
+                        tokio::spawn(on_transaction(shared, tx));
+                    }
+                    None => break,
+                },
+                state = self.state_rx.recv() => match state {
+                    Some(state) => on_dialog_state(&self.shared, state).await,
+                    None => break,
+                },
+            }
+        }
+        self.cancel.cancel();
+    }
+}
+
+/// Tells the user agent to refuse new calls.
+#[derive(Clone)]
+pub struct DrainHandle(Arc<Shared>);
+
+impl DrainHandle {
+    pub fn start_draining(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Handles one new server transaction.
+async fn on_transaction(shared: Arc<Shared>, mut tx: Transaction) {
+    let method = tx.original.method;
+    shared.count_request(&method);
+    if let Err(status) = message::check_request(&tx.original) {
+        debug!(%method, status = u16::from(status.clone()), "malformed request refused");
+        respond(&shared, &mut tx, status, vec![]).await;
+        return;
+    }
+    let in_dialog = message::has_to_tag(&tx.original);
+    match method {
+        Method::Invite if !in_dialog => new_invite(shared, tx).await,
+        Method::Ack => {} // a stray ACK: nothing to answer
+        Method::Options if !in_dialog => {
+            let status = if shared.draining.load(Ordering::Relaxed) {
+                StatusCode::ServiceUnavailable
+            } else {
+                StatusCode::OK
+            };
+            respond(&shared, &mut tx, status, message::capabilities()).await;
+        }
+        _ => match shared.dialogs.match_dialog(&tx) {
+            Some(Dialog::Invite(mut dialog)) => {
+                if let Err(e) = dialog.handle(&mut tx).await {
+                    debug!(error = %e, %method, "in-dialog request failed");
+                }
+            }
+            Some(_) | None => {
+                let status = match method {
+                    _ if in_dialog => StatusCode::CallTransactionDoesNotExist,
+                    Method::Bye | Method::Cancel => StatusCode::CallTransactionDoesNotExist,
+                    Method::Register
+                    | Method::Subscribe
+                    | Method::Publish
+                    | Method::Message
+                    | Method::Info
+                    | Method::Notify
+                    | Method::Refer
+                    | Method::Update
+                    | Method::PRack => StatusCode::MethodNotAllowed,
+                    _ => StatusCode::NotImplemented,
+                };
+                respond(&shared, &mut tx, status, message::capabilities()).await;
+            }
+        },
+    }
+}
+
+/// Sends a final response outside any dialog, and counts it.
+async fn respond(shared: &Shared, tx: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
+    shared.metrics.inc(
+        "sip_responses_total",
+        &[
+            ("method", &message::method_name(&tx.original.method)),
+            ("code", &u16::from(status.clone()).to_string()),
+        ],
+    );
+    if let Err(e) = tx.reply_with(status, headers, None).await {
+        debug!(error = %e, "response not sent");
+    }
+}
+
+/// A new INVITE: check who calls, negotiate media, create the dialog and the call's task.
+async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
+    if shared.draining.load(Ordering::Relaxed) {
+        shared
+            .metrics
+            .inc("sip_calls_refused_total", &[("reason", "draining")]);
+        respond(&shared, &mut tx, StatusCode::ServiceUnavailable, vec![]).await;
+        return;
+    }
+    let source = message::source_addr(&tx.original);
+    if !source.is_some_and(|s| shared.config.allow.allows(s.ip())) {
+        warn!(source = ?source.map(|s| s.ip()), "INVITE from an address that may not call");
+        shared
+            .metrics
+            .inc("sip_calls_refused_total", &[("reason", "forbidden")]);
+        respond(&shared, &mut tx, StatusCode::Forbidden, vec![]).await;
+        return;
+    }
+    let peer_ip = source.map_or(shared.local.ip(), |s| s.ip());
+    let local_ip = shared
+        .config
+        .public_ip
+        .unwrap_or_else(|| message::local_ip_facing(shared.local.ip(), peer_ip));
+    let bind_ip = if shared.local.ip().is_unspecified() {
+        shared.local.ip()
+    } else {
+        local_ip
+    };
+    let (rtp, rtcp) = match ports::bind_pair(bind_ip, shared.config.rtp_ports).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            warn!(error = %e, "no RTP port for a new call");
+            shared
+                .metrics
+                .inc("sip_calls_refused_total", &[("reason", "no_rtp_port")]);
+            respond(&shared, &mut tx, StatusCode::ServiceUnavailable, vec![]).await;
+            return;
+        }
+    };
+    let port = rtp.local_addr().map_or(0, |a| a.port());
+    let local = LocalMedia { ip: local_ip, port };
+    let mut origin = SdpOrigin::new(rand::random());
+    let offer = String::from_utf8_lossy(&tx.original.body).into_owned();
+    let media = if offer.trim().is_empty() {
+        super::leg::Media::Offered(sdp::offer(
+            &shared.config.codecs,
+            super::leg::TELEPHONE_EVENT_PT,
+            &local,
+            &mut origin,
+            sdp::Direction::SendRecv,
+        ))
+    } else {
+        match sdp::answer(&offer, &shared.config.codecs, &local, &mut origin) {
+            Ok((negotiated, answer)) => super::leg::Media::Answered(negotiated, answer),
+            Err(e) => {
+                debug!(error = %e, "no usable media in the offer");
+                shared
+                    .metrics
+                    .inc("sip_calls_refused_total", &[("reason", "not_acceptable")]);
+                let warning = message::warning(&shared.local, &e.to_string());
+                respond(&shared, &mut tx, StatusCode::NotAcceptableHere, warning).await;
+                return;
+            }
+        }
+    };
+    let contact = message::contact_uri(local_ip, shared.local.port());
+    let mut dialog = match shared.dialogs.get_or_create_server_invite(
+        &tx,
+        shared.states.clone(),
+        None,
+        Some(contact),
+    ) {
+        Ok(dialog) => dialog,
+        Err(e) => {
+            warn!(error = %e, "cannot create a dialog for an INVITE");
+            respond(&shared, &mut tx, StatusCode::ServerInternalError, vec![]).await;
+            return;
+        }
+    };
+    let (notices_tx, notices) = mpsc::channel(32);
+    shared.calls().insert(dialog.id().to_string(), notices_tx);
+    let call = SipCall {
+        dialog: dialog.clone(),
+        request: tx.original.clone(),
+        media,
+        origin,
+        local,
+        rtp,
+        rtcp,
+        notices,
+        shared: Arc::clone(&shared),
+    };
+    tokio::spawn(call.run());
+    // Runs the INVITE server transaction: 100 Trying, then waits for our final response's
+    // ACK, or a CANCEL (487).
+    if let Err(e) = dialog.handle(&mut tx).await {
+        debug!(error = %e, "INVITE transaction ended with an error");
+    }
+}
+
+/// Routes a dialog's event to its call.
+async fn on_dialog_state(shared: &Arc<Shared>, state: DialogState) {
+    let id = match &state {
+        DialogState::Calling(id)
+        | DialogState::Trying(id)
+        | DialogState::Early(id, _)
+        | DialogState::WaitAck(id, _)
+        | DialogState::Confirmed(id, _)
+        | DialogState::Updated(id, _, _)
+        | DialogState::Publish(id, _, _)
+        | DialogState::Notify(id, _, _)
+        | DialogState::Refer(id, _, _)
+        | DialogState::Message(id, _, _)
+        | DialogState::Info(id, _, _)
+        | DialogState::Options(id, _, _)
+        | DialogState::Terminated(id, _) => id.clone(),
+    };
+    let sender = shared.calls().get(&id.to_string()).cloned();
+    let terminated = matches!(state, DialogState::Terminated(..));
+    match sender {
+        Some(sender) => {
+            if sender.send(Notice::Dialog(state)).await.is_err() && terminated {
+                shared.forget(&id);
+            }
+        }
+        None => {
+            // No call for this dialog (it has ended): answer what needs an answer.
+            if let DialogState::Updated(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Refer(_, _, handle)
+            | DialogState::Info(_, _, handle)
+            | DialogState::Options(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) = state
+            {
+                let _ = handle.reply(StatusCode::CallTransactionDoesNotExist).await;
+            }
+            if terminated {
+                shared.forget(&id);
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! SIP calls from real SIPp callers into `dialtone serve` on loopback, on the embedded engine:
+//! speech with the echo heard back, CANCEL while ringing, RFC 4733 DTMF, the bridge hanging up
+//! after `end_call`, a REFER transfer to a SIPp transfer target, and 100 concurrent calls.
+
+mod sip_support;
+
+use std::time::Duration;
+
+use sip_support::{
+    BridgeProcess, Capture, contains, free_port, path_str, root, run_sipp, spawn_sipp,
+    spawn_sipp_uac, temp_file, wait_sipp,
+};
+
+fn speech(name: &str) -> String {
+    format!("../data/{name}_8k.ulaw,1,0")
+}
+
+#[test]
+fn a_speech_call_hears_its_echo() {
+    let bridge = BridgeProcess::start(&[]);
+    let (port, media) = (free_port(), free_port());
+    let capture = Capture::start(media, "echo");
+    let run = spawn_sipp_uac(
+        bridge.sip,
+        "uac_ulaw_speech.xml",
+        &[
+            "-key",
+            "speech",
+            &speech("book_table"),
+            "-d",
+            "14000",
+            "-m",
+            "1",
+        ],
+        port,
+        media,
+        Duration::from_secs(60),
+    );
+    let packets = capture.finish();
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    let audio: Vec<u8> = packets
+        .iter()
+        .filter(|(pt, _)| *pt == 0)
+        .flat_map(|(_, p)| p.clone())
+        .collect();
+    assert!(
+        audio.len() > 8000 * 5,
+        "at least 5 s of RTP came back: {}",
+        audio.len()
+    );
+    let spoken = std::fs::read(root().join("tests/data/book_table_8k.ulaw")).unwrap();
+    assert!(
+        contains(&audio, &spoken[16_000..24_000]),
+        "the caller's own words come back, byte for byte"
+    );
+    assert!(bridge.metric("dialtone_calls_total{leg=\"sip\"}") >= 1);
+}
+
+#[test]
+fn cancel_while_ringing_gets_487() {
+    let bridge = BridgeProcess::start(&[]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_cancel.xml",
+        &["-d", "1000", "-m", "1"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+}
+
+#[test]
+fn rfc4733_digits_reach_the_call() {
+    let bridge = BridgeProcess::start(&[]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_dtmf.xml",
+        &[
+            "-key",
+            "speech",
+            &speech("transfer_sales"),
+            "-d",
+            "3000",
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    // 1, 2, 3 and #, each once however many end packets repeated it.
+    assert_eq!(
+        bridge.metric("dialtone_dtmf_digits_total"),
+        4,
+        "{}",
+        bridge.log()
+    );
+}
+
+#[test]
+fn the_bridge_hangs_up_after_end_call() {
+    let script = temp_file(
+        "end_call.toml",
+        "[[turn]]\nturn = 1\ntool = \"end_call\"\nsay_first = true\n",
+    );
+    let bridge = BridgeProcess::start(&["--engine-script", path_str(&script)]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_wait_bye.xml",
+        &["-key", "speech", &speech("stop"), "-m", "1"],
+        Duration::from_secs(60),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    assert_eq!(
+        bridge.metric("dialtone_calls_ended_total{reason=\"hangup_action\"}"),
+        1,
+        "{}",
+        bridge.log()
+    );
+}
+
+#[test]
+fn transfer_call_sends_a_refer_the_target_receives() {
+    let target_port = free_port();
+    let script = temp_file(
+        "transfer.toml",
+        &format!(
+            "[[turn]]\nturn = 1\ntool = \"transfer_call\"\nsay_first = false\narguments = {{ target = \"sip:sales@127.0.0.1:{target_port}\" }}\n"
+        ),
+    );
+    let bridge = BridgeProcess::start(&["--engine-script", path_str(&script)]);
+    let target = spawn_sipp(&[
+        "-sf".into(),
+        "uas_transfer_target.xml".into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        target_port.to_string(),
+        "-mi".into(),
+        "127.0.0.1".into(),
+        "-mp".into(),
+        free_port().to_string(),
+        "-rtp_echo".into(),
+        "-m".into(),
+        "1".into(),
+        "-nostdin".into(),
+        "-timeout".into(),
+        "90s".into(),
+    ]);
+    let caller = run_sipp(
+        bridge.sip,
+        "uac_refer_transfer.xml",
+        &[
+            "-key",
+            "speech",
+            &speech("transfer_sales"),
+            "-d",
+            "2000",
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(70),
+    );
+    let target = wait_sipp(target, Duration::from_secs(30));
+    assert!(
+        caller.succeeded(),
+        "caller failed:\n{}\n{}",
+        caller.output,
+        bridge.log()
+    );
+    assert!(
+        target.succeeded(),
+        "transfer target failed:\n{}",
+        target.output
+    );
+    assert_eq!(
+        bridge.metric("dialtone_tool_calls_total{action=\"transfer\",outcome=\"ok\"}"),
+        1
+    );
+}
+
+#[test]
+fn a_hundred_concurrent_calls_all_succeed() {
+    let bridge = BridgeProcess::start(&[]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_ulaw_speech.xml",
+        &[
+            "-key",
+            "speech",
+            &speech("book_table"),
+            "-d",
+            "8000",
+            "-r",
+            "25",
+            "-l",
+            "100",
+            "-m",
+            "100",
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(run.succeeded(), "SIPp failed:\n{}", run.output);
+    assert_eq!(bridge.metric("dialtone_calls_total{leg=\"sip\"}"), 100);
+    assert_eq!(bridge.metric("dialtone_calls_active{leg=\"sip\"}"), 0);
+}
