@@ -87,6 +87,27 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         realtime_factor: u32,
     },
+    /// Place a call through a running `dialtone serve` (its `POST /calls`), bridged like an
+    /// inbound call once answered.
+    Call {
+        /// A SIP URI, or a number dialled through a trunk (or through Twilio with --twilio).
+        to: String,
+        /// The dialplan route to run the call on (default: matched on the number).
+        #[arg(long)]
+        route: Option<String>,
+        /// Caller id: a number or SIP URI (required with --twilio).
+        #[arg(long)]
+        from: Option<String>,
+        /// The trunk to place the call through (default: the first with a proxy or registrar).
+        #[arg(long)]
+        trunk: Option<String>,
+        /// Place the call through Twilio's REST API instead of SIP.
+        #[arg(long)]
+        twilio: bool,
+        /// The server's HTTP address (env DIALTONE_HTTP; 0.0.0.0 means this machine).
+        #[arg(long, env = "DIALTONE_HTTP", default_value = "127.0.0.1:8080")]
+        server: SocketAddr,
+    },
     /// Validate a dialplan directory.
     Check {
         /// Directory of dialplan files.
@@ -120,6 +141,14 @@ fn main() -> Result<()> {
                 script,
                 realtime_factor,
             } => mock_realtime(listen, script, realtime_factor).await,
+            Command::Call {
+                to,
+                route,
+                from,
+                trunk,
+                twilio,
+                server,
+            } => place_call(server, to, route, from, trunk, twilio).await,
             Command::Check { .. } => Ok(()),
         }
     })
@@ -185,6 +214,7 @@ async fn serve(
         timing: Timing::default(),
         drain,
         sip,
+        api_token: env("DIALTONE_API_TOKEN"),
     };
     let realtime = config.realtime.describe();
     let signed = config.twilio.auth_token.is_some();
@@ -234,7 +264,48 @@ fn sip_config(args: &SipArgs, file: &config::ServerConfig) -> Result<SipConfig> 
         codecs,
         allow: config::AccessList(allow),
         ring: Duration::from_millis(args.ring_ms),
+        trunks: file.trunks.clone(),
     })
+}
+
+/// Asks a running server to place a call and prints its answer.
+async fn place_call(
+    server: SocketAddr,
+    to: String,
+    route: Option<String>,
+    from: Option<String>,
+    trunk: Option<String>,
+    twilio: bool,
+) -> Result<()> {
+    let host = if server.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), server.port())
+    } else {
+        server
+    };
+    let body = serde_json::json!({
+        "to": to,
+        "from": from,
+        "route": route,
+        "trunk": trunk,
+        "via": if twilio { "twilio" } else { "sip" },
+    });
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{host}/calls"))
+        .json(&body);
+    if let Ok(token) = std::env::var("DIALTONE_API_TOKEN") {
+        request = request.bearer_auth(token);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach dialtone at {host}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("the call was not placed ({status}): {text}");
+    }
+    println!("{text}");
+    Ok(())
 }
 
 async fn mock_realtime(listen: SocketAddr, script: Option<PathBuf>, factor: u32) -> Result<()> {

@@ -53,7 +53,11 @@ fn now() -> Instant {
 /// Runs one call from its leg's first event to its end.
 pub async fn run_call(services: Arc<CallServices>, leg: CallerLeg) {
     let info = leg.info.clone();
-    let Some(route) = services.dialplan.route_for(&info.to).cloned() else {
+    let route = match &info.route {
+        Some(name) => services.dialplan.route_named(name),
+        None => services.dialplan.route_for(&info.to),
+    };
+    let Some(route) = route.cloned() else {
         warn!(
             leg = info.kind.as_str(),
             call_id = %info.call_id,

@@ -46,6 +46,9 @@ pub struct LegInfo {
     pub from: String,
     /// Called number or URI (what routes match on).
     pub to: String,
+    /// A dialplan route chosen when the call was placed (outbound calls); otherwise the route
+    /// is matched on `to`.
+    pub route: Option<String>,
     /// Audio encoding on the leg.
     pub format: AudioFormat,
     pub dtmf: DtmfMode,

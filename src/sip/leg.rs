@@ -95,7 +95,15 @@ impl CallControl for SipControl {
 /// Everything a new SIP call starts with.
 pub(crate) struct SipCall {
     pub dialog: InviteDialog,
+    /// The dialog's INVITE (ours for an outbound call).
     pub request: Request,
+    /// The calling and called parties (numbers or URIs).
+    pub from: String,
+    pub to: String,
+    /// A route chosen when an outbound call was placed.
+    pub route: Option<String>,
+    /// An outbound call arrives answered; an inbound one rings first.
+    pub answered: bool,
     pub media: Media,
     pub origin: SdpOrigin,
     pub local: LocalMedia,
@@ -124,6 +132,10 @@ impl SipCall {
         let Self {
             dialog,
             request,
+            from,
+            to,
+            route,
+            answered,
             media,
             mut origin,
             local,
@@ -147,8 +159,9 @@ impl SipCall {
         let info = LegInfo {
             kind: LegKind::Sip,
             call_id: message::call_id(&request),
-            from: message::from_user(&request),
-            to: message::uri_user(&request.uri),
+            from,
+            to,
+            route,
             format: codec.leg_format(),
             // RFC 4733 when the far end takes telephone-event (we always offer it); in-band
             // tones otherwise.
@@ -170,6 +183,9 @@ impl SipCall {
 
         let ring_until = Instant::now() + shared.config.ring;
         let mut phase = Phase::Ringing;
+        if answered {
+            phase = Phase::Answered;
+        }
         let mut ready = false;
         let mut negotiated = negotiated;
         let mut sockets = Some((rtp, rtcp));
@@ -177,6 +193,11 @@ impl SipCall {
         let mut early: Vec<MediaCommand> = Vec::new();
         let mut held = negotiated.as_ref().is_some_and(|n| n.held);
         let mut transfer: Option<PendingTransfer> = None;
+        if answered {
+            if let Some(n) = &negotiated {
+                media = start_media(n, &mut sockets, &shared, &mut early);
+            }
+        }
         let mut refer_result: Option<oneshot::Receiver<Result<(), String>>> = None;
         let gone = loop {
             let answer_at = (phase == Phase::Ringing && ready).then_some(ring_until);

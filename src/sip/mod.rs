@@ -16,5 +16,6 @@ pub mod config;
 pub mod digest;
 mod leg;
 mod message;
+pub mod outbound;
 pub mod sdp;
 pub mod ua;

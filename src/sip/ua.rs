@@ -26,9 +26,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::config::AccessList;
+use super::config::{AccessList, Trunk};
 use super::leg::{Notice, SipCall};
 use super::message;
+use super::outbound::{OutboundCall, OutboundError};
 use super::sdp::{self, Codec, LocalMedia, SdpOrigin};
 use crate::call::leg::CallerLeg;
 use crate::metrics::Metrics;
@@ -53,6 +54,8 @@ pub struct SipConfig {
     pub allow: AccessList,
     /// Minimum ringing before a call is answered.
     pub ring: Duration,
+    /// Trunks outbound calls go through.
+    pub trunks: Vec<Trunk>,
 }
 
 /// Why the user agent could not start.
@@ -84,6 +87,11 @@ impl Shared {
         self.calls
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Routes the dialog's events to a call's task.
+    pub(crate) fn register_call(&self, id: &DialogId, notices: mpsc::Sender<Notice>) {
+        self.calls().insert(id.to_string(), notices);
     }
 
     pub(crate) fn forget(&self, id: &DialogId) {
@@ -173,6 +181,11 @@ impl SipUa {
         DrainHandle(Arc::clone(&self.shared))
     }
 
+    /// A handle to place outbound calls.
+    pub fn caller(&self) -> SipCaller {
+        SipCaller(Arc::clone(&self.shared))
+    }
+
     /// Serves until `shutdown` is cancelled.
     pub async fn run(mut self, shutdown: CancellationToken) {
         info!(addr = %self.shared.local, "SIP listening on UDP and TCP");
@@ -206,6 +219,17 @@ pub struct DrainHandle(Arc<Shared>);
 impl DrainHandle {
     pub fn start_draining(&self) {
         self.0.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Places outbound calls through the user agent.
+#[derive(Clone)]
+pub struct SipCaller(Arc<Shared>);
+
+impl SipCaller {
+    /// Places `call`; returns its Call-ID once answered.
+    pub async fn place(&self, call: OutboundCall) -> Result<String, OutboundError> {
+        super::outbound::place(&self.0, call).await
     }
 }
 
@@ -351,10 +375,14 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
         }
     };
     let (notices_tx, notices) = mpsc::channel(32);
-    shared.calls().insert(dialog.id().to_string(), notices_tx);
+    shared.register_call(&dialog.id(), notices_tx);
     let call = SipCall {
         dialog: dialog.clone(),
         request: tx.original.clone(),
+        from: message::from_user(&tx.original),
+        to: message::uri_user(&tx.original.uri),
+        route: None,
+        answered: false,
         media,
         origin,
         local,

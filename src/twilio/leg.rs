@@ -128,6 +128,7 @@ where
         call_id: start.call_sid.clone(),
         from: param("From"),
         to: param("To"),
+        route: Some(param("Route")).filter(|r| !r.is_empty()),
         format: AudioFormat::Pcmu,
         dtmf: DtmfMode::InBand,
     };

@@ -26,6 +26,9 @@ pub enum RestError {
     /// No account SID is configured and the stream did not name one.
     #[error("no Twilio account SID for call {call_sid}")]
     MissingAccount { call_sid: String },
+    /// Placing a call needs the account SID configured.
+    #[error("placing calls through Twilio needs TWILIO_ACCOUNT_SID")]
+    NoAccountForCall,
     /// The request could not be sent or timed out.
     #[error("Twilio REST request failed: {0}")]
     Http(#[from] reqwest::Error),
@@ -123,6 +126,50 @@ impl TwilioRest {
             status: status.as_u16(),
             body: excerpt(&body),
         })
+    }
+
+    /// Places an outbound call from `from` to `to` that runs `twiml` once answered; returns
+    /// the new call's SID. Needs a configured account SID (there is no stream to take it from).
+    pub async fn create_call(
+        &self,
+        from: &str,
+        to: &str,
+        twiml: &str,
+    ) -> Result<String, RestError> {
+        let account = self.account_sid.as_deref().unwrap_or_default();
+        if account.is_empty() {
+            return Err(RestError::NoAccountForCall);
+        }
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Calls.json",
+            self.base,
+            encode_path_segment(account)
+        );
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(account, Some(&self.auth_token))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_urlencode(&[
+                ("To", to),
+                ("From", from),
+                ("Twiml", twiml),
+            ]))
+            .send()
+            .await?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(RestError::Status {
+                status: status.as_u16(),
+                body: excerpt(&body),
+            });
+        }
+        let sid = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["sid"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(sid)
     }
 
     /// Ends the call.

@@ -86,6 +86,7 @@ impl Bridge {
             timing: Timing::default(),
             drain: Duration::from_secs(1),
             sip: None,
+            api_token: None,
         };
         let server = Server::bind(config).await.expect("bridge starts");
         let addr = server.local_addr().expect("addr");

@@ -6,6 +6,8 @@
 //! 503), calls in progress may finish for up to the drain period, then the rest are hung up
 //! (SIP calls get a BYE).
 
+mod calls;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     pub drain: Duration,
     /// The SIP user agent's settings; `None` serves Twilio only.
     pub sip: Option<SipConfig>,
+    /// Bearer token `POST /calls` must carry; without one only loopback clients may place
+    /// calls.
+    pub api_token: Option<String>,
 }
 
 /// Why the server could not start.
@@ -148,19 +153,25 @@ impl Server {
         };
         let counters = Arc::new(TwilioCounters::default());
         let twilio = twilio::router(TwilioState {
-            public_url: config.public_url,
+            public_url: config.public_url.clone(),
             auth_token: config.twilio.auth_token,
-            rest,
+            rest: rest.clone(),
             on_call,
             counters: Arc::clone(&counters),
         });
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics))
-            .route("/calls", get(calls_list))
+            .route("/calls", get(calls_list).post(calls::place))
             .with_state(AppState {
                 services: Arc::clone(&services),
                 twilio: counters,
+                placer: Arc::new(calls::Placer {
+                    sip: sip.as_ref().map(SipUa::caller),
+                    twilio: rest,
+                    public_url: config.public_url,
+                    api_token: config.api_token,
+                }),
             })
             .merge(twilio);
         let listener =
@@ -215,9 +226,12 @@ impl Server {
         let mut serve = {
             let stop = stop_accepting.clone();
             tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
             })
         };
         tokio::select! {
@@ -264,6 +278,7 @@ impl Server {
 struct AppState {
     services: Arc<CallServices>,
     twilio: Arc<TwilioCounters>,
+    placer: Arc<calls::Placer>,
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
