@@ -265,6 +265,7 @@ fn sip_config(args: &SipArgs, file: &config::ServerConfig) -> Result<SipConfig> 
         allow: config::AccessList(allow),
         ring: Duration::from_millis(args.ring_ms),
         trunks: file.trunks.clone(),
+        realm: file.sip.realm.clone(),
     })
 }
 

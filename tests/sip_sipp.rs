@@ -222,3 +222,34 @@ fn a_hundred_concurrent_calls_all_succeed() {
     assert_eq!(bridge.metric("dialtone_calls_total{leg=\"sip\"}"), 100);
     assert_eq!(bridge.metric("dialtone_calls_active{leg=\"sip\"}"), 0);
 }
+
+#[test]
+fn callers_off_the_allow_list_must_pass_digest_authentication() {
+    let config = temp_file(
+        "dialtone.toml",
+        "[sip]\nallow = []\n\n[[trunk]]\nname = \"pbx\"\nusername = \"alice\"\npassword = \"secret\"\nchallenge = true\n",
+    );
+    let bridge = BridgeProcess::start(&["--config", path_str(&config)]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_auth_speech.xml",
+        &["-key", "speech", &speech("stop"), "-d", "3000", "-m", "1"],
+        Duration::from_secs(40),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    assert_eq!(bridge.metric("dialtone_calls_total{leg=\"sip\"}"), 1);
+    // Without credentials the plain scenario gets a 401 it cannot answer: no call.
+    let plain = run_sipp(
+        bridge.sip,
+        "uac_ulaw_speech.xml",
+        &["-key", "speech", &speech("stop"), "-d", "1000", "-m", "1"],
+        Duration::from_secs(20),
+    );
+    assert!(!plain.succeeded());
+    assert_eq!(bridge.metric("dialtone_calls_total{leg=\"sip\"}"), 1);
+}

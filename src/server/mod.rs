@@ -33,6 +33,7 @@ use crate::dialplan::{Dialplan, DialplanError};
 use crate::engine::EngineConfig;
 use crate::metrics::{self, Metrics};
 use crate::realtime::client::RealtimeSettings;
+use crate::sip::register::{self, RegistrationStatus};
 use crate::sip::ua::{DrainHandle, SipConfig, SipUa};
 use crate::tools::{WebhookError, WebhookRunner};
 use crate::twilio::{self, TwilioCounters, TwilioRest, TwilioState};
@@ -101,6 +102,7 @@ pub struct Server {
     calls: TaskTracker,
     drain: Duration,
     sip: Option<SipUa>,
+    registrations: Arc<RegistrationStatus>,
 }
 
 impl Server {
@@ -151,6 +153,10 @@ impl Server {
             }
             None => None,
         };
+        let registrations = Arc::new(RegistrationStatus::new(
+            sip.as_ref()
+                .map_or(&[][..], |ua| ua.config().trunks.as_slice()),
+        ));
         let counters = Arc::new(TwilioCounters::default());
         let twilio = twilio::router(TwilioState {
             public_url: config.public_url.clone(),
@@ -166,6 +172,7 @@ impl Server {
             .with_state(AppState {
                 services: Arc::clone(&services),
                 twilio: counters,
+                registrations: Arc::clone(&registrations),
                 placer: Arc::new(calls::Placer {
                     sip: sip.as_ref().map(SipUa::caller),
                     twilio: rest,
@@ -188,6 +195,7 @@ impl Server {
             calls,
             drain: config.drain,
             sip,
+            registrations,
         })
     }
 
@@ -218,8 +226,26 @@ impl Server {
             calls,
             drain,
             sip,
+            registrations,
         } = self;
         let stop_sip = CancellationToken::new();
+        let stop_registering = CancellationToken::new();
+        let registering = sip.as_ref().map(|ua| {
+            let settings = register::Settings {
+                contact: ua
+                    .config()
+                    .public_ip
+                    .map(|ip| SocketAddr::new(ip, ua.local_addr().port())),
+                ..register::Settings::default()
+            };
+            tokio::spawn(register::run_with(
+                ua.endpoint(),
+                ua.config().trunks.clone(),
+                Arc::clone(&registrations),
+                stop_registering.clone(),
+                settings,
+            ))
+        });
         let sip_drain: Option<DrainHandle> = sip.as_ref().map(SipUa::drain_handle);
         let sip_task = sip.map(|ua| tokio::spawn(ua.run(stop_sip.clone())));
         let stop_accepting = CancellationToken::new();
@@ -254,6 +280,11 @@ impl Server {
         if let Some(drain) = &sip_drain {
             drain.start_draining();
         }
+        // Unregister while the SIP endpoint still serves.
+        stop_registering.cancel();
+        if let Some(task) = registering {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
         calls.close();
         if tokio::time::timeout(drain, calls.wait()).await.is_err() {
             warn!(
@@ -278,6 +309,7 @@ impl Server {
 struct AppState {
     services: Arc<CallServices>,
     twilio: Arc<TwilioCounters>,
+    registrations: Arc<RegistrationStatus>,
     placer: Arc<calls::Placer>,
 }
 
@@ -287,6 +319,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "calls": state.services.registry.len(),
         "realtime": state.services.realtime.describe(),
         "routes": state.services.dialplan.routes.len(),
+        "sip_registrations": state.registrations.snapshot(),
     }))
 }
 
@@ -294,6 +327,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut body = state.services.metrics.render();
     render_twilio(&state.twilio, &mut body);
     render_realtime(&mut body);
+    state.registrations.render_metrics(&mut body);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 

@@ -3,19 +3,23 @@
 //! Layers, and who does what:
 //! - rsipstack (pinned, behind `ua.rs` and `leg.rs` only): SIP message types and parsing,
 //!   UDP/TCP transports, transactions (retransmissions, timers, CANCEL matching), dialogs
-//!   (tags, CSeq, route sets, 2xx retransmission until ACK), REGISTER digest on the client side;
+//!   (tags, CSeq, route sets, 2xx retransmission until ACK);
 //! - `ua.rs`: which requests become calls (access list, 503 while draining, 488 without
 //!   usable media), answers outside dialogs (OPTIONS, 405, 481, 501), semantic checks the
 //!   parser does not make (`message.rs`), routing dialog events to calls;
 //! - `leg.rs`: one call as a caller leg: ringing, answering once the model is ready, hold,
 //!   REFER transfers with NOTIFY progress, RFC 4733 DTMF through the RTP engine (`crate::rtp`);
 //! - `sdp/`: offer/answer (RFC 3264), pure;
-//! - `config.rs`, `digest.rs`: the server config file (trunks, who may call) and digest auth.
+//! - `outbound.rs`: placing calls, through a trunk or to a SIP URI;
+//! - `register.rs`: keeps trunks registered: REGISTER with digest (ours: the stack's client
+//!   rejects the standard `SHA-256` token), refresh, retry with backoff, unregister at shutdown;
+//! - `config/`, `digest/`: the server config file (trunks, who may call) and digest auth.
 
 pub mod config;
 pub mod digest;
 mod leg;
 mod message;
 pub mod outbound;
+pub mod register;
 pub mod sdp;
 pub mod ua;

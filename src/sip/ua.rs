@@ -17,7 +17,7 @@ use rsipstack::EndpointBuilder;
 use rsipstack::dialog::DialogId;
 use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, DialogStateSender};
 use rsipstack::dialog::dialog_layer::DialogLayer;
-use rsipstack::sip::{Header, Method, StatusCode};
+use rsipstack::sip::{Header, HeadersExt, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::TransportLayer;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::{AccessList, Trunk};
+use super::digest::{Challenger, Verdict};
 use super::leg::{Notice, SipCall};
 use super::message;
 use super::outbound::{OutboundCall, OutboundError};
@@ -54,8 +55,11 @@ pub struct SipConfig {
     pub allow: AccessList,
     /// Minimum ringing before a call is answered.
     pub ring: Duration,
-    /// Trunks outbound calls go through.
+    /// Trunks outbound calls go through; those with `challenge = true` authenticate callers
+    /// that are not on an allow list.
     pub trunks: Vec<Trunk>,
+    /// Digest realm callers are challenged with.
+    pub realm: String,
 }
 
 /// Why the user agent could not start.
@@ -79,6 +83,8 @@ pub(crate) struct Shared {
     pub draining: AtomicBool,
     /// The signalling address actually bound.
     pub local: SocketAddr,
+    /// Issues and checks digest challenges for callers off the allow lists.
+    pub challenger: Challenger,
 }
 
 impl Shared {
@@ -141,7 +147,14 @@ impl SipUa {
             .await
             .map_err(|e| bind_err(e.to_string()))?;
         transport.add_transport(tcp.into());
+        // Call-IDs of requests the stack makes (registrations) end in our host rather than
+        // the stack's default domain.
+        let option = rsipstack::transaction::endpoint::EndpointOption {
+            callid_suffix: Some(config.public_ip.unwrap_or(local.ip()).to_string()),
+            ..Default::default()
+        };
         let endpoint = EndpointBuilder::new()
+            .with_option(option)
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent(concat!("dialtone/", env!("CARGO_PKG_VERSION")))
@@ -150,6 +163,8 @@ impl SipUa {
         let incoming = endpoint
             .incoming_transactions()
             .map_err(|e| bind_err(e.to_string()))?;
+        describe_metrics(&metrics);
+        let realm = config.realm.clone();
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let (states, state_rx) = dialogs.new_dialog_state_channel();
         let shared = Arc::new(Shared {
@@ -161,6 +176,7 @@ impl SipUa {
             on_call,
             draining: AtomicBool::new(false),
             local,
+            challenger: Challenger::with_random_secret(&realm),
         });
         Ok(Self {
             shared,
@@ -174,6 +190,16 @@ impl SipUa {
     /// The bound signalling address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// The transaction layer, for requests outside calls (registrations).
+    pub fn endpoint(&self) -> rsipstack::transaction::endpoint::EndpointInnerRef {
+        self.endpoint.inner.clone()
+    }
+
+    /// The trunks and public address registrations need.
+    pub fn config(&self) -> &SipConfig {
+        &self.shared.config
     }
 
     /// A handle to refuse new calls (503) once shutdown starts.
@@ -209,6 +235,40 @@ impl SipUa {
             }
         }
         self.cancel.cancel();
+    }
+}
+
+/// Gives the user agent's counters their help text.
+fn describe_metrics(metrics: &Metrics) {
+    for (name, help) in [
+        ("sip_requests_total", "SIP requests received, by method."),
+        (
+            "sip_responses_total",
+            "SIP responses sent outside dialogs, by method and code.",
+        ),
+        (
+            "sip_requests_out_total",
+            "SIP requests sent to start calls, by method.",
+        ),
+        ("sip_calls_refused_total", "INVITEs refused, by reason."),
+        (
+            "sip_calls_cancelled_total",
+            "Calls cancelled by the caller while ringing.",
+        ),
+        (
+            "sip_auth_failures_total",
+            "Callers whose digest credentials were wrong.",
+        ),
+        (
+            "calls_rejected_total",
+            "Calls ended before starting, by reason.",
+        ),
+        (
+            "calls_place_refused_total",
+            "POST /calls requests refused, by reason.",
+        ),
+    ] {
+        metrics.describe_counter(name, help);
     }
 }
 
@@ -306,12 +366,31 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
     }
     let source = message::source_addr(&tx.original);
     if !source.is_some_and(|s| shared.config.allow.allows(s.ip())) {
-        warn!(source = ?source.map(|s| s.ip()), "INVITE from an address that may not call");
-        shared
-            .metrics
-            .inc("sip_calls_refused_total", &[("reason", "forbidden")]);
-        respond(&shared, &mut tx, StatusCode::Forbidden, vec![]).await;
-        return;
+        match authenticate(&shared, &tx.original) {
+            Authenticated::Yes => {}
+            Authenticated::Challenge { stale } => {
+                let now = unix_now();
+                // MD5 first: many phones and SIPp answer only the first challenge and only
+                // know MD5; RFC 8760 clients still find SHA-256 in the second.
+                let headers = shared
+                    .challenger
+                    .challenge_headers(stale, now)
+                    .into_iter()
+                    .rev()
+                    .map(|v| Header::WwwAuthenticate(v.into()))
+                    .collect();
+                respond(&shared, &mut tx, StatusCode::Unauthorized, headers).await;
+                return;
+            }
+            Authenticated::No => {
+                warn!(source = ?source.map(|s| s.ip()), "INVITE from an address that may not call");
+                shared
+                    .metrics
+                    .inc("sip_calls_refused_total", &[("reason", "forbidden")]);
+                respond(&shared, &mut tx, StatusCode::Forbidden, vec![]).await;
+                return;
+            }
+        }
     }
     let peer_ip = source.map_or(shared.local.ip(), |s| s.ip());
     let local_ip = shared
@@ -397,6 +476,56 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
     if let Err(e) = dialog.handle(&mut tx).await {
         debug!(error = %e, "INVITE transaction ended with an error");
     }
+}
+
+/// What digest authentication says of a caller off the allow lists.
+enum Authenticated {
+    Yes,
+    /// Send a challenge (again, `stale` when the nonce had only expired).
+    Challenge {
+        stale: bool,
+    },
+    No,
+}
+
+/// Checks an INVITE's `Authorization` against the trunks that challenge callers.
+fn authenticate(shared: &Shared, req: &rsipstack::sip::Request) -> Authenticated {
+    let trunks = &shared.config.trunks;
+    if !trunks.iter().any(|t| t.challenge) {
+        return Authenticated::No;
+    }
+    let Some(header) = req
+        .header_value("Authorization")
+        .or_else(|| req.header_value("Proxy-Authorization"))
+    else {
+        return Authenticated::Challenge { stale: false };
+    };
+    let password_for = |user: &str| {
+        trunks
+            .iter()
+            .find(|t| t.challenge && t.username() == Some(user))
+            .and_then(|t| t.password().map(str::to_owned))
+    };
+    match shared
+        .challenger
+        .verify("INVITE", &header, password_for, unix_now())
+    {
+        Verdict::Ok { username } => {
+            debug!(%username, "caller authenticated");
+            Authenticated::Yes
+        }
+        Verdict::Stale => Authenticated::Challenge { stale: true },
+        Verdict::Invalid => {
+            shared.metrics.inc("sip_auth_failures_total", &[]);
+            Authenticated::No
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Routes a dialog's event to its call.
