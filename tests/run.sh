@@ -5,8 +5,10 @@
 #     RTP the bridge sends back (the DTMF scenario replays pcaps, so the tests run as root);
 #   - Python 3 with the `openai` package (in target/py), to check every Realtime client event
 #     the bridge sends against the API's own schema;
+#   - cmake, which the `opus` feature needs to build libopus;
 #   - then `cargo test` over the library, the binary, the integration tests, and the benchmarks
-#     in test mode (each benchmark runs once, as a smoke test).
+#     in test mode (each benchmark runs once, as a smoke test), and the library's tests again
+#     with the `opus` feature (Opus encode/decode, SDP with Opus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +23,7 @@ need_apt() {
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 if [ ${#missing[@]} -gt 0 ]; then
   need_apt "${missing[@]}"
 fi
@@ -35,3 +38,4 @@ fi
 export DIALTONE_PYTHON="$PWD/target/py/bin/python"
 
 cargo test --locked --lib --bins --tests --benches
+cargo test --locked --features opus --lib

@@ -253,3 +253,42 @@ fn callers_off_the_allow_list_must_pass_digest_authentication() {
     assert!(!plain.succeeded());
     assert_eq!(bridge.metric("dialtone_calls_total{leg=\"sip\"}"), 1);
 }
+
+#[test]
+fn a_failed_transfer_keeps_the_call_and_tells_the_model() {
+    let script = temp_file(
+        "transfer.toml",
+        "[[turn]]\nturn = 1\ntool = \"transfer_call\"\nsay_first = false\narguments = { target = \"sip:sales@127.0.0.1:5999\" }\n",
+    );
+    let bridge = BridgeProcess::start(&["--engine-script", path_str(&script)]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_refer_fail.xml",
+        &[
+            "-key",
+            "speech",
+            &speech("transfer_sales"),
+            "-d",
+            "3000",
+            "-m",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    assert_eq!(
+        bridge.metric("dialtone_tool_calls_total{action=\"transfer\",outcome=\"error\"}"),
+        1,
+        "{}",
+        bridge.log()
+    );
+    assert_eq!(
+        bridge.metric("dialtone_calls_ended_total{reason=\"caller_hangup\"}"),
+        1
+    );
+}

@@ -34,7 +34,7 @@ use crate::engine::EngineConfig;
 use crate::metrics::{self, Metrics};
 use crate::realtime::client::RealtimeSettings;
 use crate::sip::register::{self, RegistrationStatus};
-use crate::sip::ua::{DrainHandle, SipConfig, SipUa};
+use crate::sip::ua::{DialogCount, DrainHandle, SipConfig, SipUa};
 use crate::tools::{WebhookError, WebhookRunner};
 use crate::twilio::{self, TwilioCounters, TwilioRest, TwilioState};
 
@@ -173,6 +173,7 @@ impl Server {
                 services: Arc::clone(&services),
                 twilio: counters,
                 registrations: Arc::clone(&registrations),
+                dialogs: sip.as_ref().map(SipUa::dialogs),
                 placer: Arc::new(calls::Placer {
                     sip: sip.as_ref().map(SipUa::caller),
                     twilio: rest,
@@ -310,6 +311,7 @@ struct AppState {
     services: Arc<CallServices>,
     twilio: Arc<TwilioCounters>,
     registrations: Arc<RegistrationStatus>,
+    dialogs: Option<DialogCount>,
     placer: Arc<calls::Placer>,
 }
 
@@ -328,6 +330,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     render_twilio(&state.twilio, &mut body);
     render_realtime(&mut body);
     state.registrations.render_metrics(&mut body);
+    if let Some(dialogs) = &state.dialogs {
+        use std::fmt::Write as _;
+        let p = metrics::PREFIX;
+        let _ = writeln!(
+            body,
+            "# HELP {p}sip_dialogs_active SIP dialogs with a call in progress.\n\
+             # TYPE {p}sip_dialogs_active gauge\n\
+             {p}sip_dialogs_active {}",
+            dialogs.get()
+        );
+    }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 

@@ -358,7 +358,7 @@ impl SipCall {
                     Some(MediaEvent::Audio(frame)) => { let _ = event_tx.send(LegEvent::Audio(frame)).await; }
                     Some(MediaEvent::Dtmf(digit)) => { let _ = event_tx.send(LegEvent::Dtmf(digit)).await; }
                     Some(MediaEvent::Played(mark)) => { let _ = event_tx.send(LegEvent::Played(mark)).await; }
-                    Some(MediaEvent::Stats(_)) => {}
+                    Some(MediaEvent::Stats(stats)) => record_jitter(&shared, &stats),
                     None => {
                         warn!("media ended; ending the call");
                         media = None;
@@ -409,13 +409,34 @@ impl SipCall {
                 }
             }
         };
-        if let Some(m) = media {
+        if let Some(mut m) = media {
             let _ = m.commands.send(MediaCommand::Stop).await;
+            // The engine reports its statistics as it stops.
+            let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                while let Some(event) = m.events.recv().await {
+                    if let MediaEvent::Stats(stats) = event {
+                        record_jitter(&shared, &stats);
+                        break;
+                    }
+                }
+            })
+            .await;
         }
         if gone {
             let _ = event_tx.send(LegEvent::Gone).await;
         }
         shared.forget(&id);
+    }
+}
+
+/// Adds a call's interarrival jitter (RFC 3550) to a sum and count, so `/metrics` gives the
+/// mean over calls.
+fn record_jitter(shared: &Shared, stats: &crate::rtp::MediaStats) {
+    if stats.packets_in > 0 {
+        shared
+            .metrics
+            .add("rtp_jitter_ms_sum", &[], stats.jitter_ms.round() as u64);
+        shared.metrics.inc("rtp_jitter_ms_count", &[]);
     }
 }
 

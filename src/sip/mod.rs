@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod digest;
+mod inspect;
 mod leg;
 mod message;
 pub mod outbound;

@@ -155,6 +155,9 @@ impl SipUa {
         };
         let endpoint = EndpointBuilder::new()
             .with_option(option)
+            .with_inspector(Box::new(super::inspect::CountingInspector(Arc::clone(
+                &metrics,
+            ))))
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent(concat!("dialtone/", env!("CARGO_PKG_VERSION")))
@@ -207,6 +210,11 @@ impl SipUa {
         DrainHandle(Arc::clone(&self.shared))
     }
 
+    /// How many dialogs have a call task.
+    pub fn dialogs(&self) -> DialogCount {
+        DialogCount(Arc::clone(&self.shared))
+    }
+
     /// A handle to place outbound calls.
     pub fn caller(&self) -> SipCaller {
         SipCaller(Arc::clone(&self.shared))
@@ -241,7 +249,14 @@ impl SipUa {
 /// Gives the user agent's counters their help text.
 fn describe_metrics(metrics: &Metrics) {
     for (name, help) in [
-        ("sip_requests_total", "SIP requests received, by method."),
+        (
+            "sip_requests_total",
+            "New SIP transactions received, by method.",
+        ),
+        (
+            "sip_messages_total",
+            "SIP messages on the wire, by direction, kind, method and status code.",
+        ),
         (
             "sip_responses_total",
             "SIP responses sent outside dialogs, by method and code.",
@@ -264,11 +279,29 @@ fn describe_metrics(metrics: &Metrics) {
             "Calls ended before starting, by reason.",
         ),
         (
+            "rtp_jitter_ms_sum",
+            "Interarrival jitter of SIP calls' caller audio, summed (ms).",
+        ),
+        (
+            "rtp_jitter_ms_count",
+            "SIP calls whose jitter is in rtp_jitter_ms_sum.",
+        ),
+        (
             "calls_place_refused_total",
             "POST /calls requests refused, by reason.",
         ),
     ] {
         metrics.describe_counter(name, help);
+    }
+}
+
+/// Reads the number of SIP dialogs with a call.
+#[derive(Clone)]
+pub struct DialogCount(Arc<Shared>);
+
+impl DialogCount {
+    pub fn get(&self) -> usize {
+        self.0.calls().len()
     }
 }
 
