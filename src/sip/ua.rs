@@ -330,9 +330,9 @@ impl SipCaller {
 async fn on_transaction(shared: Arc<Shared>, mut tx: Transaction) {
     let method = tx.original.method;
     shared.count_request(&method);
-    if let Err(status) = message::check_request(&tx.original) {
-        debug!(%method, status = u16::from(status.clone()), "malformed request refused");
-        respond(&shared, &mut tx, status, vec![]).await;
+    if let Err(refusal) = message::check_request(&tx.original) {
+        debug!(%method, status = u16::from(refusal.status.clone()), "request refused");
+        respond(&shared, &mut tx, refusal.status, refusal.headers).await;
         return;
     }
     let in_dialog = message::has_to_tag(&tx.original);
