@@ -340,6 +340,24 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
              {p}sip_dialogs_active {}",
             dialogs.get()
         );
+        let g = dialogs.guard();
+        let _ = writeln!(
+            body,
+            "# HELP {p}sip_datagrams_total SIP datagrams by what the check before the parser did.\n\
+             # TYPE {p}sip_datagrams_total counter"
+        );
+        for (decision, n) in [
+            ("passed", g.passed),
+            ("answered_400", g.answered_400),
+            ("answered_501", g.answered_501),
+            ("answered_505", g.answered_505),
+            ("dropped", g.dropped),
+        ] {
+            let _ = writeln!(
+                body,
+                "{p}sip_datagrams_total{{decision=\"{decision}\"}} {n}"
+            );
+        }
     }
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }

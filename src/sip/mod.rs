@@ -4,6 +4,9 @@
 //! - rsipstack (pinned, behind `ua.rs` and `leg.rs` only): SIP message types and parsing,
 //!   UDP/TCP transports, transactions (retransmissions, timers, CANCEL matching), dialogs
 //!   (tags, CSeq, route sets, 2xx retransmission until ACK);
+//! - `guard.rs`: a check on every UDP datagram before the stack parses it, answering what the
+//!   stack's parser would silently drop (unknown methods 501, wrong version 505, malformed
+//!   requests 400; RFC 4475);
 //! - `ua.rs`: which requests become calls (access list, 503 while draining, 488 without
 //!   usable media), answers outside dialogs (OPTIONS, 405, 481, 501), semantic checks the
 //!   parser does not make (`message.rs`), routing dialog events to calls;
@@ -17,6 +20,7 @@
 
 pub mod config;
 pub mod digest;
+pub mod guard;
 mod inspect;
 mod leg;
 mod message;

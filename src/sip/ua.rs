@@ -21,7 +21,6 @@ use rsipstack::sip::{Header, HeadersExt, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::TransportLayer;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
-use rsipstack::transport::udp::UdpConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -85,6 +84,8 @@ pub(crate) struct Shared {
     pub local: SocketAddr,
     /// Issues and checks digest challenges for callers off the allow lists.
     pub challenger: Challenger,
+    /// What the datagram check did.
+    pub guard: Arc<super::guard::GuardCounters>,
 }
 
 impl Shared {
@@ -135,9 +136,11 @@ impl SipUa {
             reason,
         };
         let transport = TransportLayer::new(cancel.child_token());
-        let udp = UdpConnection::create_connection(config.listen, None, Some(cancel.child_token()))
-            .await
-            .map_err(|e| bind_err(e.to_string()))?;
+        let guard = Arc::new(super::guard::GuardCounters::default());
+        let udp =
+            super::guard::guarded_udp(config.listen, cancel.child_token(), Arc::clone(&guard))
+                .await
+                .map_err(|e| bind_err(e.to_string()))?;
         let local = udp
             .get_addr()
             .get_socketaddr()
@@ -180,6 +183,7 @@ impl SipUa {
             draining: AtomicBool::new(false),
             local,
             challenger: Challenger::with_random_secret(&realm),
+            guard,
         });
         Ok(Self {
             shared,
@@ -302,6 +306,11 @@ pub struct DialogCount(Arc<Shared>);
 impl DialogCount {
     pub fn get(&self) -> usize {
         self.0.calls().len()
+    }
+
+    /// What the datagram check did, for `/metrics`.
+    pub fn guard(&self) -> super::guard::GuardSnapshot {
+        self.0.guard.snapshot()
     }
 }
 
