@@ -1,7 +1,8 @@
 //! Outbound SIP calls placed with `dialtone call` (the server's `POST /calls`): straight to a
 //! SIP URI, and through a trunk whose proxy challenges the INVITE with digest authentication.
-//! SIPp answers as the far end, echoing our audio; the embedded engine hears it as the caller's
-//! first turn and its script ends the call with `end_call`, so the far end receives a BYE.
+//! SIPp answers as the far end and says "stop"; the embedded engine hears it as the first turn
+//! and its script ends the call with `end_call`, so the far end receives a BYE. (A far end that
+//! echoed our audio back would feed the echo agent its own voice, turn after turn.)
 
 mod sip_support;
 
@@ -12,13 +13,13 @@ use sip_support::{BridgeProcess, free_port, path_str, spawn_sipp, temp_file, wai
 
 const END_CALL: &str = "[[turn]]\nturn = 1\ntool = \"end_call\"\nsay_first = true\n";
 
-fn far_end(scenario: Option<&str>, port: u16) -> std::process::Child {
-    let mut args: Vec<String> = match scenario {
-        Some(s) => vec!["-sf".into(), s.into()],
-        None => vec!["-sn".into(), "uas".into()],
-    };
+fn far_end(scenario: &str, port: u16) -> std::process::Child {
+    let mut args: Vec<String> = vec!["-sf".into(), scenario.into()];
     args.extend(
         [
+            "-key",
+            "speech",
+            "../data/stop_8k.ulaw,1,0",
             "-i",
             "127.0.0.1",
             "-p",
@@ -27,7 +28,6 @@ fn far_end(scenario: Option<&str>, port: u16) -> std::process::Child {
             "127.0.0.1",
             "-mp",
             &free_port().to_string(),
-            "-rtp_echo",
             "-m",
             "1",
             "-nostdin",
@@ -52,7 +52,7 @@ fn a_call_to_a_sip_uri_is_bridged_and_ended_by_the_bridge() {
     let script = temp_file("end_call.toml", END_CALL);
     let bridge = BridgeProcess::start(&["--engine-script", path_str(&script)]);
     let port = free_port();
-    let uas = far_end(None, port);
+    let uas = far_end("uas_speech_answer.xml", port);
     std::thread::sleep(Duration::from_millis(500));
     let out = dialtone_call(&bridge, &format!("sip:100@127.0.0.1:{port}"));
     assert!(
@@ -94,7 +94,7 @@ fn a_number_goes_through_the_trunk_with_digest_credentials() {
         "--engine-script",
         path_str(&script),
     ]);
-    let uas = far_end(Some("uas_auth_answer.xml"), port);
+    let uas = far_end("uas_auth_answer.xml", port);
     std::thread::sleep(Duration::from_millis(500));
     let out = dialtone_call(&bridge, "+15551230000");
     assert!(
