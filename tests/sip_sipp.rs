@@ -292,3 +292,64 @@ fn a_failed_transfer_keeps_the_call_and_tells_the_model() {
         1
     );
 }
+
+#[test]
+fn the_dtmf_tool_sends_rfc4733_events() {
+    let script = temp_file(
+        "press.toml",
+        "[[turn]]\nturn = 1\ntool = \"press\"\nsay_first = false\narguments = { digits = \"12#\" }\n",
+    );
+    let bridge = BridgeProcess::start(&[
+        "--dialplans",
+        "tests/data/dialplans",
+        "--engine-script",
+        path_str(&script),
+    ]);
+    let (port, media) = (free_port(), free_port());
+    let capture = Capture::start(media, "dtmf-out");
+    let run = spawn_sipp_uac(
+        bridge.sip,
+        "uac_ulaw_speech.xml",
+        &["-key", "speech", &speech("stop"), "-d", "7000", "-m", "1"],
+        port,
+        media,
+        Duration::from_secs(40),
+    );
+    let packets = capture.finish();
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    // Telephone events (PT 101): the event codes whose end bit is set, in order, once each.
+    let mut ended: Vec<u8> = packets
+        .iter()
+        .filter(|(pt, p)| *pt == 101 && p.len() >= 4 && p[1] & 0x80 != 0)
+        .map(|(_, p)| p[0])
+        .collect();
+    ended.dedup();
+    assert_eq!(ended, [1, 2, 11], "{}", bridge.log());
+    assert_eq!(
+        bridge.metric("dialtone_tool_calls_total{action=\"dtmf\",outcome=\"ok\"}"),
+        1
+    );
+}
+
+#[test]
+fn an_invite_without_sdp_gets_our_offer_and_the_ack_answers_it() {
+    let bridge = BridgeProcess::start(&[]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_no_offer.xml",
+        &["-key", "speech", &speech("stop"), "-d", "4000", "-m", "1"],
+        Duration::from_secs(40),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    assert!(bridge.metric("dialtone_rtp_packets_in_total") > 100);
+}
