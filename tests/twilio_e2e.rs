@@ -354,3 +354,50 @@ async fn the_caller_hanging_up_ends_the_call() {
     let rest: Vec<Value> = conn.collect(Duration::from_millis(300)).await;
     assert!(rest.iter().all(|e| e["type"] != "response.create"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_calls_places_a_twilio_call_pointing_at_our_stream() {
+    let rest = RestSim::start().await;
+    let bridge = Bridge::start_full(
+        "dialplans",
+        Model::Embedded(None),
+        Some(&rest.base),
+        Some("AC22222222222222222222222222222222"),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let placed = http
+        .post(format!("http://{}/calls", bridge.addr))
+        .json(&json!({"to": "+15551234567", "from": "+15550001111", "via": "twilio", "route": "default"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    let body: Value = placed.json().await.unwrap();
+    assert_eq!(body["call_id"], "CA11111111111111111111111111111111");
+    let updates = rest.updates();
+    assert_eq!(updates.len(), 1);
+    let create = &updates[0];
+    assert_eq!(create.account, "AC22222222222222222222222222222222");
+    assert_eq!(create.field("To"), Some("+15551234567"));
+    assert_eq!(create.field("From"), Some("+15550001111"));
+    let twiml = create.field("Twiml").unwrap();
+    assert!(twiml.contains("wss://bridge.test/twilio/media"), "{twiml}");
+    assert!(twiml.contains(r#"name="Route" value="default""#), "{twiml}");
+
+    // Unknown routes and missing caller ids are the client's mistake.
+    let bad = http
+        .post(format!("http://{}/calls", bridge.addr))
+        .json(&json!({"to": "+15551234567", "via": "twilio"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad = http
+        .post(format!("http://{}/calls", bridge.addr))
+        .json(&json!({"to": "+15551234567", "route": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

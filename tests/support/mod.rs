@@ -52,6 +52,16 @@ impl Bridge {
 
     /// A bridge on the dialplans in `dir` (relative to the crate root).
     pub async fn start_in(dir: &str, model: Model, rest_base: Option<&str>) -> Self {
+        Self::start_full(dir, model, rest_base, None).await
+    }
+
+    /// A bridge with every Twilio setting given.
+    pub async fn start_full(
+        dir: &str,
+        model: Model,
+        rest_base: Option<&str>,
+        account_sid: Option<&str>,
+    ) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let (realtime, script) = match model {
             Model::Embedded(script) => (
@@ -76,7 +86,7 @@ impl Bridge {
             realtime,
             twilio: TwilioSettings {
                 auth_token: rest_base.map(|_| AUTH_TOKEN.to_owned()),
-                account_sid: None,
+                account_sid: account_sid.map(str::to_owned),
                 api_base: rest_base.map(str::to_owned),
             },
             engine: EngineConfig {

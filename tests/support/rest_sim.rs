@@ -37,6 +37,7 @@ impl RestSim {
     pub async fn start() -> Self {
         let updates = Arc::new(Mutex::new(Vec::new()));
         let app = Router::new()
+            .route("/2010-04-01/Accounts/{account}/Calls.json", post(create))
             .route("/2010-04-01/Accounts/{account}/Calls/{call}", post(update))
             .with_state(Arc::clone(&updates));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -52,6 +53,17 @@ impl RestSim {
     pub fn updates(&self) -> Vec<CallUpdate> {
         self.updates.lock().unwrap().clone()
     }
+}
+
+/// `POST .../Calls.json`: a new call, recorded with call `new`.
+async fn create(
+    state: State<Arc<Mutex<Vec<CallUpdate>>>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> &'static str {
+    update(state, Path((account, "new".to_owned())), headers, body).await;
+    r#"{"sid":"CA11111111111111111111111111111111","status":"queued"}"#
 }
 
 async fn update(
