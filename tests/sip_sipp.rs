@@ -7,8 +7,8 @@ mod sip_support;
 use std::time::Duration;
 
 use sip_support::{
-    BridgeProcess, Capture, contains, free_port, path_str, root, run_sipp, spawn_sipp,
-    spawn_sipp_uac, temp_file, wait_sipp,
+    BridgeProcess, Capture, free_port, path_str, root, run_sipp, spawn_sipp, spawn_sipp_uac,
+    temp_file, wait_sipp,
 };
 
 fn speech(name: &str) -> String {
@@ -43,20 +43,25 @@ fn a_speech_call_hears_its_echo() {
         run.output,
         bridge.log()
     );
-    let audio: Vec<u8> = packets
+    let frames: std::collections::HashSet<&[u8]> = packets
         .iter()
         .filter(|(pt, _)| *pt == 0)
-        .flat_map(|(_, p)| p.clone())
+        .map(|(_, p)| p.as_slice())
         .collect();
+    let received = packets.iter().filter(|(pt, _)| *pt == 0).count();
     assert!(
-        audio.len() > 8000 * 5,
-        "at least 5 s of RTP came back: {}",
-        audio.len()
+        received > 50 * 5,
+        "at least 5 s of RTP came back: {received} packets"
     );
-    let spoken = std::fs::read(root().join("tests/data/book_table_8k.ulaw")).unwrap();
+    // Every 20 ms frame of the spoken part (µ-law passes through untouched) should come back
+    // byte for byte; a few may be lost to concealment on a loaded machine.
+    let prompt = std::fs::read(root().join("tests/data/book_table_8k.ulaw")).unwrap();
+    let spoken: Vec<&[u8]> = prompt[4_000..38_400].chunks(160).collect();
+    let echoed = spoken.iter().filter(|f| frames.contains(*f)).count();
     assert!(
-        contains(&audio, &spoken[16_000..24_000]),
-        "the caller's own words come back, byte for byte"
+        echoed * 10 >= spoken.len() * 8,
+        "the caller's own words come back: {echoed} of {} frames",
+        spoken.len()
     );
     assert!(bridge.metric("dialtone_calls_total{leg=\"sip\"}") >= 1);
 }
