@@ -5,6 +5,7 @@ pub mod bridge;
 pub mod call;
 pub mod dialplan;
 pub mod engine;
+mod line_index;
 pub mod metrics;
 pub mod realtime;
 pub mod rtp;

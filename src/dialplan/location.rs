@@ -2,6 +2,7 @@
 //! lines and columns of a [`Problem`], and the field paths (`tools[1].action.url`) are found
 //! from spans of the TOML tree and written here.
 
+use crate::line_index::LineIndex;
 use std::ops::Range;
 use std::path::Path;
 
@@ -13,32 +14,20 @@ use super::Problem;
 /// A file's text, for turning byte offsets into lines and columns.
 pub(super) struct SourceText<'a> {
     pub(super) path: &'a Path,
-    text: &'a str,
-    line_starts: Vec<usize>,
+    lines: LineIndex<'a>,
 }
 
 impl<'a> SourceText<'a> {
     pub(super) fn new(path: &'a Path, text: &'a str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
-            .collect();
         Self {
             path,
-            text,
-            line_starts,
+            lines: LineIndex::new(text),
         }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub(super) fn position(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&start| start <= offset);
-        let start = self.line_starts[line.saturating_sub(1)];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
-        (line.max(1), column + 1)
+        self.lines.position(offset)
     }
 
     pub(super) fn problem(
@@ -171,20 +160,6 @@ mod tests {
     use toml::de::DeTable;
 
     use super::*;
-
-    #[test]
-    fn positions_are_one_based_lines_and_character_columns() {
-        let text = "a = 1\nbé = \"x\"\n\nlast";
-        let source = SourceText::new(Path::new("t.toml"), text);
-        assert_eq!(source.position(0), (1, 1));
-        assert_eq!(source.position(4), (1, 5));
-        assert_eq!(source.position(6), (2, 1));
-        // `=` after a two-byte character is the fourth character of the line.
-        assert_eq!(source.position(10), (2, 4));
-        assert_eq!(source.position(16), (3, 1));
-        assert_eq!(source.position(17), (4, 1));
-        assert_eq!(source.position(1000), (4, 5));
-    }
 
     #[test]
     fn field_paths_come_from_spans() {
