@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need, then runs them.
 #
-#   - SIPp (Debian's sip-tester) and tcpdump, for SIP calls from real callers and to capture the
-#     RTP the bridge sends back (the DTMF scenario replays pcaps, so the tests run as root);
+#   - SIPp (Debian's sip-tester), baresip (a softphone) and tcpdump, for SIP calls from real
+#     callers and to capture the RTP the bridge sends back (the DTMF scenario replays pcaps, so
+#     the tests run as root);
 #   - Python 3 with the `openai` package (in target/py), to check every Realtime client event
 #     the bridge sends against the API's own schema;
 #   - cmake, which the `opus` feature needs to build libopus;
@@ -24,6 +25,7 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 if [ ${#missing[@]} -gt 0 ]; then
   need_apt "${missing[@]}"
 fi

@@ -165,7 +165,7 @@ pub(crate) async fn place(
         notices,
         shared: Arc::clone(shared),
     };
-    tokio::spawn(sip_call.run());
+    shared.legs.spawn(sip_call.run());
     Ok(call_id)
 }
 

@@ -23,6 +23,7 @@ use rsipstack::transport::TransportLayer;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::config::{AccessList, Trunk};
@@ -34,6 +35,9 @@ use super::sdp::{self, Codec, LocalMedia, SdpOrigin};
 use crate::call::leg::CallerLeg;
 use crate::metrics::Metrics;
 use crate::rtp::ports::{self, PortRange};
+
+/// How long calls may take to finish their signalling (BYE and its answer) at shutdown.
+pub const LEG_SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 /// Methods this user agent implements.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO";
@@ -86,6 +90,8 @@ pub(crate) struct Shared {
     pub challenger: Challenger,
     /// What the datagram check did.
     pub guard: Arc<super::guard::GuardCounters>,
+    /// The calls' tasks, so shutdown can wait for their BYEs.
+    pub legs: TaskTracker,
 }
 
 impl Shared {
@@ -184,6 +190,7 @@ impl SipUa {
             local,
             challenger: Challenger::with_random_secret(&realm),
             guard,
+            legs: TaskTracker::new(),
         });
         Ok(Self {
             shared,
@@ -225,14 +232,29 @@ impl SipUa {
     }
 
     /// Serves until `shutdown` is cancelled.
+    ///
+    /// Once `shutdown` fires, the calls still ending (their BYEs, and the answers to them) are
+    /// served for up to [`LEG_SHUTDOWN_GRACE`] before the transports close.
     pub async fn run(mut self, shutdown: CancellationToken) {
         info!(addr = %self.shared.local, "SIP listening on UDP and TCP");
         let serve = self.endpoint.serve();
         tokio::pin!(serve);
+        let stopping = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(stopping);
+        let mut shutting_down = false;
         loop {
             tokio::select! {
                 () = &mut serve => break,
-                () = shutdown.cancelled() => break,
+                () = shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    self.shared.legs.close();
+                    stopping.as_mut().reset(tokio::time::Instant::now() + LEG_SHUTDOWN_GRACE);
+                }
+                () = self.shared.legs.wait(), if shutting_down => break,
+                () = &mut stopping => {
+                    warn!(calls = self.shared.legs.len(), "SIP calls still ending at shutdown");
+                    break;
+                }
                 tx = self.incoming.recv() => match tx {
                     Some(tx) => {
                         let shared = Arc::clone(&self.shared);
@@ -512,7 +534,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
         notices,
         shared: Arc::clone(&shared),
     };
-    tokio::spawn(call.run());
+    shared.legs.spawn(call.run());
     // Runs the INVITE server transaction: 100 Trying, then waits for our final response's
     // ACK, or a CANCEL (487).
     if let Err(e) = dialog.handle(&mut tx).await {

@@ -14,13 +14,17 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A UDP port free at the time of asking (for SIPp, which cannot take port 0).
+/// A UDP port free at the time of asking (for SIPp, which cannot take port 0), above the
+/// bridges' RTP range (30000-39999) so that a bridge cannot take it in the meantime.
 pub fn free_port() -> u16 {
     loop {
         let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let port = s.local_addr().expect("addr").port();
         // SIPp also binds port+2 for RTP: keep clear of the odd/even pair games.
-        if port % 2 == 0 && port < 60000 && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok() {
+        if port % 2 == 0
+            && (40000..60000).contains(&port)
+            && UdpSocket::bind(("127.0.0.1", port + 2)).is_ok()
+        {
             return port;
         }
     }
@@ -94,6 +98,11 @@ impl BridgeProcess {
             sip: sip.unwrap(),
             log,
         }
+    }
+
+    /// The process id, e.g. to signal it while a call is up.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The Prometheus text of `/metrics`.
