@@ -550,3 +550,60 @@ fn refer_target(target: &str, request: &Request) -> String {
         .unwrap_or_else(|| request.uri.host_with_port.to_string());
     format!("sip:{t}@{host}")
 }
+
+#[cfg(test)]
+mod tests {
+    use rsipstack::sip::{Request, SipMessage};
+
+    use super::{refer_target, sipfrag_status};
+
+    fn request(body: &str) -> Request {
+        let text = format!(
+            "NOTIFY sip:dialtone@127.0.0.1 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+             From: <sip:+14155550100@trunk.example.com>;tag=1\r\n\
+             To: <sip:100@127.0.0.1>;tag=2\r\n\
+             Call-ID: c1\r\n\
+             CSeq: 2 NOTIFY\r\n\
+             Event: refer\r\n\
+             Content-Type: message/sipfrag;version=2.0\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match SipMessage::try_from(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sipfrag_bodies_give_the_transfer_progress() {
+        assert_eq!(
+            sipfrag_status(&request("SIP/2.0 100 Trying\r\n")),
+            Some(100)
+        );
+        assert_eq!(sipfrag_status(&request("SIP/2.0 200 OK\r\n")), Some(200));
+        assert_eq!(
+            sipfrag_status(&request("SIP/2.0 486 Busy Here\r\n")),
+            Some(486)
+        );
+        assert_eq!(sipfrag_status(&request("")), None);
+        assert_eq!(sipfrag_status(&request("hello\r\n")), None);
+        assert_eq!(sipfrag_status(&request("SIP/2.0 abc\r\n")), None);
+    }
+
+    #[test]
+    fn transfer_targets_become_refer_to_uris() {
+        let req = request("");
+        assert_eq!(
+            refer_target("sip:sales@pbx.example.com", &req),
+            "sip:sales@pbx.example.com"
+        );
+        assert_eq!(refer_target(" tel:+15550001 ", &req), "tel:+15550001");
+        // A number is dialled at the caller's host.
+        assert_eq!(
+            refer_target("+15550001111", &req),
+            "sip:+15550001111@trunk.example.com"
+        );
+    }
+}
