@@ -284,10 +284,6 @@ fn describe_metrics(metrics: &Metrics) {
             "SIP messages on the wire, by direction, kind, method and status code.",
         ),
         (
-            "sip_responses_total",
-            "SIP responses sent outside dialogs, by method and code.",
-        ),
-        (
             "sip_requests_out_total",
             "SIP requests sent to start calls, by method.",
         ),
@@ -363,7 +359,7 @@ async fn on_transaction(shared: Arc<Shared>, mut tx: Transaction) {
     shared.count_request(&method);
     if let Err(refusal) = message::check_request(&tx.original) {
         debug!(%method, status = u16::from(refusal.status.clone()), "request refused");
-        respond(&shared, &mut tx, refusal.status, refusal.headers).await;
+        respond(&mut tx, refusal.status, refusal.headers).await;
         return;
     }
     let in_dialog = message::has_to_tag(&tx.original);
@@ -376,7 +372,7 @@ async fn on_transaction(shared: Arc<Shared>, mut tx: Transaction) {
             } else {
                 StatusCode::OK
             };
-            respond(&shared, &mut tx, status, message::capabilities()).await;
+            respond(&mut tx, status, message::capabilities()).await;
         }
         _ => match shared.dialogs.match_dialog(&tx) {
             Some(Dialog::Invite(mut dialog)) => {
@@ -399,21 +395,14 @@ async fn on_transaction(shared: Arc<Shared>, mut tx: Transaction) {
                     | Method::PRack => StatusCode::MethodNotAllowed,
                     _ => StatusCode::NotImplemented,
                 };
-                respond(&shared, &mut tx, status, message::capabilities()).await;
+                respond(&mut tx, status, message::capabilities()).await;
             }
         },
     }
 }
 
-/// Sends a final response outside any dialog, and counts it.
-async fn respond(shared: &Shared, tx: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
-    shared.metrics.inc(
-        "sip_responses_total",
-        &[
-            ("method", &message::method_name(&tx.original.method)),
-            ("code", &u16::from(status.clone()).to_string()),
-        ],
-    );
+/// Sends a final response outside any dialog (counted on the wire, see `inspect.rs`).
+async fn respond(tx: &mut Transaction, status: StatusCode, headers: Vec<Header>) {
     if let Err(e) = tx.reply_with(status, headers, None).await {
         debug!(error = %e, "response not sent");
     }
@@ -425,7 +414,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
         shared
             .metrics
             .inc("sip_calls_refused_total", &[("reason", "draining")]);
-        respond(&shared, &mut tx, StatusCode::ServiceUnavailable, vec![]).await;
+        respond(&mut tx, StatusCode::ServiceUnavailable, vec![]).await;
         return;
     }
     let source = message::source_addr(&tx.original);
@@ -443,7 +432,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
                     .rev()
                     .map(|v| Header::WwwAuthenticate(v.into()))
                     .collect();
-                respond(&shared, &mut tx, StatusCode::Unauthorized, headers).await;
+                respond(&mut tx, StatusCode::Unauthorized, headers).await;
                 return;
             }
             Authenticated::No => {
@@ -451,7 +440,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
                 shared
                     .metrics
                     .inc("sip_calls_refused_total", &[("reason", "forbidden")]);
-                respond(&shared, &mut tx, StatusCode::Forbidden, vec![]).await;
+                respond(&mut tx, StatusCode::Forbidden, vec![]).await;
                 return;
             }
         }
@@ -473,7 +462,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
             shared
                 .metrics
                 .inc("sip_calls_refused_total", &[("reason", "no_rtp_port")]);
-            respond(&shared, &mut tx, StatusCode::ServiceUnavailable, vec![]).await;
+            respond(&mut tx, StatusCode::ServiceUnavailable, vec![]).await;
             return;
         }
     };
@@ -498,7 +487,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
                     .metrics
                     .inc("sip_calls_refused_total", &[("reason", "not_acceptable")]);
                 let warning = message::warning(&shared.local, &e.to_string());
-                respond(&shared, &mut tx, StatusCode::NotAcceptableHere, warning).await;
+                respond(&mut tx, StatusCode::NotAcceptableHere, warning).await;
                 return;
             }
         }
@@ -513,7 +502,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
         Ok(dialog) => dialog,
         Err(e) => {
             warn!(error = %e, "cannot create a dialog for an INVITE");
-            respond(&shared, &mut tx, StatusCode::ServerInternalError, vec![]).await;
+            respond(&mut tx, StatusCode::ServerInternalError, vec![]).await;
             return;
         }
     };
