@@ -1,23 +1,27 @@
 //! Outbound SIP calls: an INVITE with our SDP offer, through a trunk (answering its 401/407
-//! digest challenges with the trunk's credentials) or straight to a SIP URI; once answered,
-//! the call runs like an inbound one.
+//! digest challenges, MD5 or SHA-256, with the trunk's credentials) or straight to a SIP URI;
+//! once answered, the call runs like an inbound one.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::invitation::InviteOption;
-use rsipstack::sip::{StatusCodeKind, Uri};
+use rsipstack::sip::{Header, StatusCodeKind, Uri};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::config::Trunk;
+use super::digest;
 use super::leg::{Media, SipCall, TELEPHONE_EVENT_PT};
 use super::message;
+use super::register::select_challenge;
 use super::sdp::{self, Direction, LocalMedia, SdpOrigin};
 use super::ua::Shared;
 use crate::rtp::ports;
+
+/// How many challenges an INVITE answers before giving up (a stale nonce takes a second).
+const MAX_CHALLENGES: u32 = 2;
 
 /// A call to place.
 #[derive(Debug, Clone, Default)]
@@ -103,35 +107,59 @@ pub(crate) async fn place(
         &mut origin,
         Direction::SendRecv,
     );
-    let credential = trunk.and_then(|t| {
-        t.credentials.as_ref().map(|c| Credential {
-            username: c.username.clone(),
-            password: c.password().to_owned(),
-            realm: None,
-            auth_username: Some(c.auth_username.clone()),
-        })
-    });
-    let option = InviteOption {
-        caller: caller.clone(),
-        callee: callee.clone(),
-        content_type: Some("application/sdp".into()),
-        offer: Some(offer.clone().into_bytes()),
-        contact: message::contact_uri(local_ip, shared.local.port()),
-        credential,
-        // Ours, rather than the stack's default (which names its authors' domain).
-        call_id: Some(format!("{:032x}@{}", rand::random::<u128>(), local_ip)),
-        ..InviteOption::default()
-    };
-    shared
-        .metrics
-        .inc("sip_requests_out_total", &[("method", "INVITE")]);
+    // Ours, rather than the stack's default (which names its authors' domain).
+    let call_id = format!("{:032x}@{}", rand::random::<u128>(), local_ip);
     info!(trunk = trunk.map(|t| t.name.as_str()), "placing a call");
-    let (dialog, response) = shared
-        .dialogs
-        .do_invite(option, shared.states.clone())
-        .await
-        .map_err(|e| OutboundError::Failed(e.to_string()))?;
-    let response = response.ok_or_else(|| OutboundError::Failed("no answer".into()))?;
+    // Challenges are answered here with our digest code (MD5 or SHA-256): the stack's own
+    // client only understands MD5.
+    let mut authorization: Option<Header> = None;
+    let mut challenges = 0;
+    let (dialog, response) = loop {
+        let option = InviteOption {
+            caller: caller.clone(),
+            callee: callee.clone(),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.clone().into_bytes()),
+            contact: message::contact_uri(local_ip, shared.local.port()),
+            headers: authorization.clone().map(|h| vec![h]),
+            call_id: Some(call_id.clone()),
+            ..InviteOption::default()
+        };
+        shared
+            .metrics
+            .inc("sip_requests_out_total", &[("method", "INVITE")]);
+        let (dialog, response) = shared
+            .dialogs
+            .do_invite(option, shared.states.clone())
+            .await
+            .map_err(|e| OutboundError::Failed(e.to_string()))?;
+        let response = response.ok_or_else(|| OutboundError::Failed("no answer".into()))?;
+        let code = u16::from(response.status_code.clone());
+        let credentials = trunk.and_then(|t| t.credentials.as_ref());
+        if (code == 401 || code == 407) && challenges < MAX_CHALLENGES {
+            if let (Some(creds), Some(challenge)) =
+                (credentials, select_challenge(&response, code == 407))
+            {
+                challenges += 1;
+                let value = digest::authorization(
+                    &challenge,
+                    &creds.auth_username,
+                    creds.password(),
+                    "INVITE",
+                    &callee.to_string(),
+                    &digest::random_cnonce(),
+                    1,
+                );
+                authorization = Some(if code == 407 {
+                    Header::ProxyAuthorization(value.into())
+                } else {
+                    Header::Authorization(value.into())
+                });
+                continue;
+            }
+        }
+        break (dialog, response);
+    };
     if response.status_code.kind() != StatusCodeKind::Successful {
         return Err(OutboundError::NotAnswered {
             code: u16::from(response.status_code),

@@ -38,6 +38,8 @@
 mod client;
 mod error;
 mod response;
+
+pub(crate) use response::select_challenge;
 mod status;
 mod task;
 

@@ -10,7 +10,7 @@ use crate::sip::digest::Challenge;
 /// The first supported challenge of a `401` (`WWW-Authenticate`) or `407`
 /// (`Proxy-Authenticate`), in the registrar's order; the other header when that one is
 /// missing.
-pub(super) fn select_challenge(response: &Response, proxy: bool) -> Option<Challenge> {
+pub(crate) fn select_challenge(response: &Response, proxy: bool) -> Option<Challenge> {
     let values = |want_proxy: bool| -> Vec<&str> {
         response
             .headers()
