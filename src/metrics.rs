@@ -444,7 +444,7 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: &str) {
 }
 
 /// Escapes a label value: backslash, double quote and line feed.
-fn escape_label_value(value: &str) -> String {
+pub(crate) fn escape_label_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

@@ -122,17 +122,11 @@ impl Call {
                     Ok(t) => t,
                     Err(e) => return refuse(self, e),
                 };
-                if self.leg_action.is_some() {
-                    return refuse(self, "another transfer or hangup is under way".into());
+                let request = ToolRequest::Transfer { target };
+                if let Err(e) = self.plan_leg_run(now, &tool.name, action, call_id.clone(), request)
+                {
+                    refuse(self, e);
                 }
-                let run = self.new_run(&tool.name, ToolRequest::Transfer { target });
-                self.leg_action = Some(LegAction::Run {
-                    run,
-                    action,
-                    call_id,
-                });
-                self.timers
-                    .set(CallTimer::LegActionGrace, now + self.timing.goodbye_grace);
             }
             Action::Dtmf { digits } => {
                 let digits = match resolve(digits, args) {
@@ -141,17 +135,12 @@ impl Call {
                     Err(e) => return refuse(self, e),
                 };
                 if self.out_of_band_dtmf {
-                    if self.leg_action.is_some() {
-                        return refuse(self, "another transfer or hangup is under way".into());
+                    let request = ToolRequest::SendDtmf { digits };
+                    if let Err(e) =
+                        self.plan_leg_run(now, &tool.name, action, call_id.clone(), request)
+                    {
+                        refuse(self, e);
                     }
-                    let run = self.new_run(&tool.name, ToolRequest::SendDtmf { digits });
-                    self.leg_action = Some(LegAction::Run {
-                        run,
-                        action,
-                        call_id,
-                    });
-                    self.timers
-                        .set(CallTimer::LegActionGrace, now + self.timing.goodbye_grace);
                 } else {
                     let id = self.next_run_id();
                     let source = Source::Tone(id.0);
@@ -199,6 +188,30 @@ impl Call {
                 self.emit(Output::RunTool(run));
             }
         }
+    }
+
+    /// Plans a leg-side run (transfer, out-of-band DTMF) for once the goodbye has played. Only
+    /// one leg action waits at a time.
+    fn plan_leg_run(
+        &mut self,
+        now: Instant,
+        tool: &str,
+        action: &'static str,
+        call_id: Option<String>,
+        request: ToolRequest,
+    ) -> Result<(), String> {
+        if self.leg_action.is_some() {
+            return Err("another transfer or hangup is under way".into());
+        }
+        let run = self.new_run(tool, request);
+        self.leg_action = Some(LegAction::Run {
+            run,
+            action,
+            call_id,
+        });
+        self.timers
+            .set(CallTimer::LegActionGrace, now + self.timing.goodbye_grace);
+        Ok(())
     }
 
     fn next_run_id(&mut self) -> ToolRunId {

@@ -2,6 +2,7 @@
 //! registration tasks, with its JSON snapshot for `/healthz` ([`TrunkRegistration`]) and its
 //! Prometheus text for `/metrics`.
 
+use crate::metrics::escape_label_value;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -140,7 +141,7 @@ impl RegistrationStatus {
             let _ = writeln!(
                 out,
                 "dialtone_sip_registered{{trunk=\"{}\"}} {}",
-                escape_label(&e.trunk),
+                escape_label_value(&e.trunk),
                 u8::from(e.phase.in_force(now))
             );
         }
@@ -149,7 +150,7 @@ impl RegistrationStatus {
              # TYPE dialtone_sip_registrations_total counter\n",
         );
         for e in entries.iter() {
-            let trunk = escape_label(&e.trunk);
+            let trunk = escape_label_value(&e.trunk);
             for (outcome, value) in [("ok", e.successes), ("failed", e.failures)] {
                 let _ = writeln!(
                     out,
@@ -255,20 +256,6 @@ impl Phase {
 fn seconds_until(at: Instant, now: Instant) -> u64 {
     let left = at.saturating_duration_since(now);
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
-}
-
-/// A Prometheus label value with `\`, `"` and newlines escaped.
-fn escape_label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `now + d`, with `d` capped at a century so that the sum cannot overflow.
