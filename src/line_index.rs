@@ -1,5 +1,6 @@
-//! Line and column numbers in a config file's text, for error messages that name the place
-//! (dialplans and the server config file both report `path:line: field: message`).
+//! Line and column numbers in a config file's text, and problems listed one per line, for
+//! error messages that name the place (dialplans and the server config file both report
+//! `path:line: field: message`).
 
 /// The byte offsets where each line of a text starts.
 #[derive(Debug, Clone)]
@@ -27,6 +28,21 @@ impl<'a> LineIndex<'a> {
             .get(start..offset)
             .map_or(offset - start, |s| s.chars().count());
         (line.max(1), column + 1)
+    }
+}
+
+/// Displays a list of problems one per line.
+pub(crate) struct OnePerLine<'a, T>(pub &'a [T]);
+
+impl<T: std::fmt::Display> std::fmt::Display for OnePerLine<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{item}")?;
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The errors of loading a dialplan: [`DialplanError`], and the [`Problem`]s it lists when
 //! the files have mistakes, each with its file, line and field.
 
+use crate::line_index::OnePerLine;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -57,7 +58,7 @@ pub enum DialplanError {
     #[error("{} defines no route: add a `[[route]]` table to a .toml file", path.display())]
     NoRoutes { path: PathBuf },
     /// Mistakes in the files, in file and line order; displayed one per line.
-    #[error("{}", ProblemLines(.0))]
+    #[error("{}", OnePerLine(.0))]
     Invalid(Vec<Problem>),
 }
 
@@ -68,20 +69,6 @@ impl DialplanError {
             Self::Invalid(problems) => problems,
             _ => &[],
         }
-    }
-}
-
-struct ProblemLines<'a>(&'a [Problem]);
-
-impl fmt::Display for ProblemLines<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! into those lines and columns.
 
 use crate::line_index::LineIndex;
+use crate::line_index::OnePerLine;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -43,7 +44,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// Mistakes in the file, in line order; displayed one per line.
-    #[error("{}", ProblemLines(.0))]
+    #[error("{}", OnePerLine(.0))]
     Invalid(Vec<Problem>),
 }
 
@@ -54,20 +55,6 @@ impl ConfigError {
             Self::Invalid(problems) => problems,
             Self::Read { .. } => &[],
         }
-    }
-}
-
-struct ProblemLines<'a>(&'a [Problem]);
-
-impl fmt::Display for ProblemLines<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, problem) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
     }
 }
 
