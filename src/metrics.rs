@@ -30,7 +30,6 @@ const TRUNCATES_TOTAL: &str = "truncates_total";
 const TOOL_CALLS_TOTAL: &str = "tool_calls_total";
 const REALTIME_ERRORS_TOTAL: &str = "realtime_errors_total";
 const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
-const TWILIO_SIGNATURE_REJECTED_TOTAL: &str = "twilio_signature_rejected_total";
 const REALTIME_CONNECT_FAILURES_TOTAL: &str = "realtime_connect_failures_total";
 const DTMF_DIGITS_TOTAL: &str = "dtmf_digits_total";
 
@@ -70,7 +69,6 @@ struct Family {
 struct Plain {
     barge_ins: AtomicU64,
     truncates: AtomicU64,
-    twilio_signature_rejected: AtomicU64,
     realtime_connect_failures: AtomicU64,
     dtmf_digits: AtomicU64,
 }
@@ -80,7 +78,6 @@ impl Plain {
         match name {
             BARGE_INS_TOTAL => Some(&self.barge_ins),
             TRUNCATES_TOTAL => Some(&self.truncates),
-            TWILIO_SIGNATURE_REJECTED_TOTAL => Some(&self.twilio_signature_rejected),
             REALTIME_CONNECT_FAILURES_TOTAL => Some(&self.realtime_connect_failures),
             DTMF_DIGITS_TOTAL => Some(&self.dtmf_digits),
             _ => None,
@@ -88,7 +85,7 @@ impl Plain {
     }
 
     /// `(name, help, counter)` of every unlabelled counter.
-    fn all(&self) -> [(&'static str, &'static str, &AtomicU64); 5] {
+    fn all(&self) -> [(&'static str, &'static str, &AtomicU64); 4] {
         [
             (
                 BARGE_INS_TOTAL,
@@ -99,11 +96,6 @@ impl Plain {
                 TRUNCATES_TOTAL,
                 "Assistant items truncated to what the caller heard.",
                 &self.truncates,
-            ),
-            (
-                TWILIO_SIGNATURE_REJECTED_TOTAL,
-                "Twilio requests rejected for a missing or invalid signature.",
-                &self.twilio_signature_rejected,
             ),
             (
                 REALTIME_CONNECT_FAILURES_TOTAL,
@@ -215,13 +207,6 @@ impl Metrics {
     /// `count` audio frames were dropped for `reason`.
     pub fn frames_dropped(&self, reason: &str, count: u64) {
         self.add(FRAMES_DROPPED_TOTAL, &[("reason", reason)], count);
-    }
-
-    /// A Twilio request failed signature validation.
-    pub fn twilio_signature_rejected(&self) {
-        self.plain
-            .twilio_signature_rejected
-            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A Realtime connection could not be opened.
@@ -483,7 +468,6 @@ mod tests {
             TOOL_CALLS_TOTAL,
             REALTIME_ERRORS_TOTAL,
             FRAMES_DROPPED_TOTAL,
-            TWILIO_SIGNATURE_REJECTED_TOTAL,
             REALTIME_CONNECT_FAILURES_TOTAL,
             DTMF_DIGITS_TOTAL,
         ] {
@@ -522,7 +506,6 @@ mod tests {
         m.realtime_error(Some("session_expired"));
         m.frames_dropped("not_ready", 12);
         m.frames_dropped("not_ready", 3);
-        m.twilio_signature_rejected();
         m.realtime_connect_failure();
         m.dtmf_digit();
 
@@ -542,7 +525,6 @@ mod tests {
             "dialtone_realtime_errors_total{code=\"none\"} 1",
             "dialtone_realtime_errors_total{code=\"session_expired\"} 1",
             "dialtone_frames_dropped_total{reason=\"not_ready\"} 15",
-            "dialtone_twilio_signature_rejected_total 1",
             "dialtone_realtime_connect_failures_total 1",
             "dialtone_dtmf_digits_total 1",
         ] {

@@ -358,3 +358,46 @@ fn an_invite_without_sdp_gets_our_offer_and_the_ack_answers_it() {
     );
     assert!(bridge.metric("dialtone_rtp_packets_in_total") > 100);
 }
+
+#[test]
+fn metrics_declare_each_family_once_with_sip_on() {
+    let bridge = BridgeProcess::start(&[]);
+    let run = run_sipp(
+        bridge.sip,
+        "uac_ulaw_speech.xml",
+        &["-key", "speech", &speech("stop"), "-d", "1000", "-m", "1"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        run.succeeded(),
+        "SIPp failed:\n{}\n{}",
+        run.output,
+        bridge.log()
+    );
+    let text = bridge.metrics();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or(&text);
+    let mut families: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let declared = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(
+        families.len(),
+        declared,
+        "a metric family is declared twice:\n{body}"
+    );
+    // Every sample belongs to a declared family (counters' samples carry the family's name).
+    for sample in body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = sample.split(['{', ' ']).next().unwrap_or("");
+        assert!(
+            families.binary_search(&name).is_ok(),
+            "{name} has no # TYPE line:\n{body}"
+        );
+    }
+}

@@ -322,6 +322,34 @@ async fn unsigned_requests_are_refused_when_a_token_is_set() {
     assert_eq!(resp.status(), 403);
     let wrong = TwilioSim::connect(bridge.addr, "+1", "+2", CALL_SID, Some("bm9wZQ==")).await;
     assert!(wrong.is_err(), "a wrong signature is refused");
+    // Every refusal is counted once, in a /metrics whose families are each declared once (a
+    // family declared twice makes Prometheus reject the whole scrape).
+    let text = http
+        .get(format!("http://{}/metrics", bridge.addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let declared = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(
+        families.len(),
+        declared,
+        "a metric family is declared twice:\n{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "dialtone_twilio_signature_rejected_total 3"),
+        "{text}"
+    );
     assert!(bridge.metrics.counter("calls_total", &[("leg", "twilio")]) == 0);
 }
 
