@@ -53,32 +53,20 @@ fn metric(bridge: &BridgeProcess, series: &str) -> u64 {
     bridge.metric(series)
 }
 
-/// A free UDP port (and the one two above it, for SIPp) for a caller, above the bridges' RTP
-/// range (30000-39999): a port the OS offers may otherwise go to a bridge's RTP socket, in
-/// this test or a concurrent one, before SIPp binds it.
-fn caller_port() -> u16 {
-    loop {
-        let port = free_port();
-        if port >= 40_000 {
-            return port;
-        }
-    }
-}
-
 /// A caller's signalling and media ports, apart (SIPp binds media + 2 as well).
 fn caller_ports(signalling: fn() -> u16) -> (u16, u16) {
     loop {
-        let (port, media) = (signalling(), caller_port());
+        let (port, media) = (signalling(), free_port());
         if port.abs_diff(media) > 2 {
             return (port, media);
         }
     }
 }
 
-/// Like [`caller_port`], free for TCP too (SIPp over TCP and baresip listen on both).
+/// Like [`free_port`], free for TCP too (SIPp over TCP and baresip listen on both).
 fn caller_port_udp_tcp() -> u16 {
     loop {
-        let port = caller_port();
+        let port = free_port();
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -439,7 +427,7 @@ fn a_baresip_softphone_hears_its_echo() {
 #[test]
 fn hold_stops_our_rtp_and_the_callers_audio_until_resumed() {
     let bridge = BridgeProcess::start(&[]);
-    let (port, media) = caller_ports(caller_port);
+    let (port, media) = caller_ports(free_port);
     // The caller says its sentence (speech from 0.5 s to 4.7 s), then 3 s of silence that end
     // its turn once the call is resumed. The hold starts 2 s in and lasts 4 s: the first
     // words reach the model before the hold, the rest are said while held.
@@ -628,7 +616,7 @@ fn shutdown_refuses_new_calls_and_hangs_up_after_the_drain() {
     let pid = bridge.pid();
     let sip = bridge.sip;
     let in_progress = std::thread::spawn(move || {
-        let (port, media) = caller_ports(caller_port);
+        let (port, media) = caller_ports(free_port);
         let calls = CALLS.to_string();
         spawn_sipp_uac(
             sip,
@@ -658,7 +646,7 @@ fn shutdown_refuses_new_calls_and_hangs_up_after_the_drain() {
         bridge.log()
     );
 
-    let (port, media) = caller_ports(caller_port);
+    let (port, media) = caller_ports(free_port);
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -718,7 +706,7 @@ fn shutdown_refuses_new_calls_and_hangs_up_after_the_drain() {
 #[test]
 fn options_ping_gets_200_with_allow() {
     let bridge = BridgeProcess::start(&[]);
-    let (port, media) = caller_ports(caller_port);
+    let (port, media) = caller_ports(free_port);
     let run = spawn_sipp_uac(
         bridge.sip,
         "uac_options.xml",
