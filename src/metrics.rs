@@ -32,6 +32,7 @@ const REALTIME_ERRORS_TOTAL: &str = "realtime_errors_total";
 const FRAMES_DROPPED_TOTAL: &str = "frames_dropped_total";
 const REALTIME_CONNECT_FAILURES_TOTAL: &str = "realtime_connect_failures_total";
 const DTMF_DIGITS_TOTAL: &str = "dtmf_digits_total";
+const ASSISTANT_AUDIO_DROPPED: &str = "assistant_audio_dropped_ms_total";
 
 /// Every leg kind, in rendering order.
 const LEG_KINDS: [LegKind; 2] = [LegKind::Twilio, LegKind::Sip];
@@ -71,6 +72,7 @@ struct Plain {
     truncates: AtomicU64,
     realtime_connect_failures: AtomicU64,
     dtmf_digits: AtomicU64,
+    assistant_audio_dropped_ms: AtomicU64,
 }
 
 impl Plain {
@@ -80,12 +82,13 @@ impl Plain {
             TRUNCATES_TOTAL => Some(&self.truncates),
             REALTIME_CONNECT_FAILURES_TOTAL => Some(&self.realtime_connect_failures),
             DTMF_DIGITS_TOTAL => Some(&self.dtmf_digits),
+            ASSISTANT_AUDIO_DROPPED => Some(&self.assistant_audio_dropped_ms),
             _ => None,
         }
     }
 
     /// `(name, help, counter)` of every unlabelled counter.
-    fn all(&self) -> [(&'static str, &'static str, &AtomicU64); 4] {
+    fn all(&self) -> [(&'static str, &'static str, &AtomicU64); 5] {
         [
             (
                 BARGE_INS_TOTAL,
@@ -106,6 +109,11 @@ impl Plain {
                 DTMF_DIGITS_TOTAL,
                 "DTMF digits received from callers.",
                 &self.dtmf_digits,
+            ),
+            (
+                ASSISTANT_AUDIO_DROPPED,
+                "Milliseconds of model audio dropped because a call's playback queue was full.",
+                &self.assistant_audio_dropped_ms,
             ),
         ]
     }
@@ -207,6 +215,13 @@ impl Metrics {
     /// `count` audio frames were dropped for `reason`.
     pub fn frames_dropped(&self, reason: &str, count: u64) {
         self.add(FRAMES_DROPPED_TOTAL, &[("reason", reason)], count);
+    }
+
+    /// `ms` of the model's audio did not fit a call's playback queue.
+    pub fn assistant_audio_dropped(&self, ms: u64) {
+        self.plain
+            .assistant_audio_dropped_ms
+            .fetch_add(ms, Ordering::Relaxed);
     }
 
     /// A Realtime connection could not be opened.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{ms, session_config, test_route};
+use dialtone::audio::AudioFormat;
 use dialtone::bridge::{Call, CallConfig, CallerCommand, Input, Output, Timing};
 use dialtone::realtime::event::{ClientEvent, ServerEvent};
 use dialtone::rtp::pacer::{Content, Pacer, PacerConfig};
@@ -68,7 +69,11 @@ impl PacedCall {
         let mut played = Vec::new();
         while let Some(out) = self.call.poll_output() {
             match out {
-                Output::Caller(CallerCommand::Play(frame)) => self.pacer.play(frame),
+                Output::Caller(CallerCommand::Play(audio)) => {
+                    for frame in audio.chunks(AudioFormat::Pcmu.frame_bytes()) {
+                        self.pacer.play(frame.to_vec());
+                    }
+                }
                 Output::Caller(CallerCommand::Mark(mark)) => {
                     played.extend(self.pacer.mark(mark.id))
                 }

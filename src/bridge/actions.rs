@@ -145,7 +145,7 @@ impl Call {
                     let id = self.next_run_id();
                     let source = Source::Tone(id.0);
                     self.playback
-                        .push(&source, &tone::dtmf(&digits, self.format));
+                        .push(&source, tone::dtmf(&digits, self.format).into());
                     self.playback.finish(&source);
                     self.runs.insert(
                         id,

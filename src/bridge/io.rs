@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use crate::realtime::event::{ClientEvent, ServerEvent};
 
 /// Identifies one playback mark sent to the caller leg. Ids increase through the call.
@@ -105,8 +107,9 @@ pub enum Output {
 /// A command for the caller leg. Audio is in the model's format; the host converts it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallerCommand {
-    /// Queue one 20 ms frame for playback.
-    Play(Vec<u8>),
+    /// Queue audio for playback: whole 20 ms frames, a slice of what the model sent (no
+    /// copy). The audio of one segment may come in several pieces; its mark follows them.
+    Play(Bytes),
     /// Queue a mark after the frames queued so far.
     Mark(Mark),
     /// Drop every queued frame at once and report every pending mark.
@@ -204,6 +207,8 @@ pub enum CallEvent {
     /// Frames were dropped instead of sent (caller audio before the session was ready, late
     /// audio of an interrupted response).
     FramesDropped { count: u64 },
+    /// Assistant audio dropped because the call's playback queue was full.
+    AssistantAudioDropped { ms: u64 },
     /// A DTMF digit from the caller.
     Dtmf { digit: char },
     /// The call ended; nothing more will be output.

@@ -55,6 +55,10 @@ pub struct Timing {
     pub dtmf_flush: Duration,
     /// Caller audio kept while the Realtime session is being set up.
     pub preconnect_audio: Duration,
+    /// Assistant audio queued behind the playout lead, at most; the model's audio beyond it
+    /// is dropped and counted (`assistant_audio_dropped_ms_total`). Bounds a call's memory
+    /// whatever the model sends: 300 s is 2.4 MB of µ-law or 14.4 MB of PCM16 at 24 kHz.
+    pub max_queued_audio: Duration,
 }
 
 impl Default for Timing {
@@ -68,6 +72,7 @@ impl Default for Timing {
             webhook_grace: Duration::from_secs(1),
             dtmf_flush: Duration::from_secs(2),
             preconnect_audio: Duration::from_secs(2),
+            max_queued_audio: Duration::from_secs(300),
         }
     }
 }
@@ -151,6 +156,7 @@ impl Call {
                 format,
                 config.timing.playout_lead,
                 config.timing.mark_interval,
+                config.timing.max_queued_audio,
             ),
             format,
             timing: config.timing,

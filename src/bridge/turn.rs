@@ -16,6 +16,8 @@ use std::time::Instant;
 
 use base64::Engine as _;
 
+use bytes::Bytes;
+
 use super::playback::{Send, Source};
 use super::{Call, CallEvent, CallerCommand, Output, Session, ToolOutcome};
 use crate::realtime::event::{ClientEvent, ResponseConfig, ServerEvent};
@@ -136,7 +138,7 @@ impl Call {
             return;
         }
         let audio = match base64::engine::general_purpose::STANDARD.decode(delta) {
-            Ok(audio) => audio,
+            Ok(audio) => Bytes::from(audio),
             Err(_) => {
                 self.emit(Output::Event(CallEvent::FramesDropped { count: 1 }));
                 return;
@@ -145,7 +147,13 @@ impl Call {
         if !self.live_items.contains(&item_id) {
             self.live_items.push(item_id.clone());
         }
-        self.playback.push(&Source::Item(item_id), &audio);
+        if let Some(dropped) = self.playback.push(&Source::Item(item_id), audio)
+            && dropped > 0
+        {
+            self.emit(Output::Event(CallEvent::AssistantAudioDropped {
+                ms: self.format.ms_of(dropped),
+            }));
+        }
     }
 
     /// Hands the leg what playback has room for.
@@ -154,7 +162,7 @@ impl Call {
         self.playback.pump(now, &mut sends);
         for s in sends {
             let cmd = match s {
-                Send::Frame(bytes) => CallerCommand::Play(bytes),
+                Send::Audio(bytes) => CallerCommand::Play(bytes),
                 Send::Mark(mark) => CallerCommand::Mark(mark),
             };
             self.emit(Output::Caller(cmd));

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -266,9 +268,12 @@ impl<'a> Driver<'a> {
 
     async fn send_to_leg(&mut self, cmd: CallerCommand) {
         let cmd = match cmd {
-            CallerCommand::Play(frame) => {
-                self.transcoder.to_leg(&frame, &mut self.audio);
-                LegCommand::Play(self.audio.clone())
+            CallerCommand::Play(audio) if self.transcoder.is_passthrough() => {
+                LegCommand::Play(audio)
+            }
+            CallerCommand::Play(audio) => {
+                self.transcoder.to_leg(&audio, &mut self.audio);
+                LegCommand::Play(Bytes::copy_from_slice(&self.audio))
             }
             CallerCommand::Mark(mark) => LegCommand::Mark(mark),
             CallerCommand::Clear => {
@@ -339,6 +344,13 @@ impl<'a> Driver<'a> {
                 warn!(code = code.as_deref().unwrap_or("none"), %message, "realtime error");
             }
             CallEvent::FramesDropped { count } => metrics.frames_dropped("bridge", count),
+            CallEvent::AssistantAudioDropped { ms } => {
+                metrics.assistant_audio_dropped(ms);
+                warn!(
+                    ms,
+                    "assistant audio dropped: the call's playback queue is full"
+                );
+            }
             CallEvent::Dtmf { digit } => {
                 metrics.dtmf_digit();
                 debug!(%digit, "caller dtmf");

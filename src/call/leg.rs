@@ -5,6 +5,7 @@
 //! [`LegCommand`]s (audio to play, marks, clear, hangup). Actions that need the leg's own
 //! signalling (transfer, out-of-band DTMF) go through [`CallControl`].
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use tokio::sync::mpsc;
 
@@ -74,7 +75,7 @@ pub enum LegCommand {
     /// (SIP answers after ringing; Twilio calls are answered before the stream starts).
     Ready,
     /// Audio in the leg's format, a whole number of 20 ms frames.
-    Play(Vec<u8>),
+    Play(Bytes),
     Mark(Mark),
     Clear,
     Hangup,

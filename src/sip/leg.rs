@@ -313,7 +313,7 @@ impl SipCall {
                     };
                     match command {
                         LegCommand::Ready => ready = true,
-                        LegCommand::Play(audio) => forward(&media, &mut early, MediaCommand::Play(audio)).await,
+                        LegCommand::Play(audio) => forward(&media, &mut early, MediaCommand::Play(audio.to_vec())).await,
                         LegCommand::Mark(mark) => forward(&media, &mut early, MediaCommand::Mark(mark)).await,
                         LegCommand::Clear => {
                             if media.is_some() {

@@ -181,7 +181,7 @@ async fn play_is_reframed_and_marks_follow_their_audio() {
     let audio: Vec<u8> = (0..400u32).map(|i| (i % 200) as u8).collect();
 
     leg.commands
-        .send(LegCommand::Play(audio.clone()))
+        .send(LegCommand::Play(audio.clone().into()))
         .await
         .expect("leg running");
     leg.commands
@@ -211,7 +211,7 @@ async fn clear_drops_the_partial_frame() {
     let leg = h.connect().await;
 
     leg.commands
-        .send(LegCommand::Play(vec![0x10; 100]))
+        .send(LegCommand::Play(vec![0x10; 100].into()))
         .await
         .expect("leg running");
     leg.commands

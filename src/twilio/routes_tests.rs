@@ -169,7 +169,7 @@ async fn signed_media_socket_starts_a_call() {
     assert_eq!(leg.info.to, "+15550002222");
 
     leg.commands
-        .send(LegCommand::Play(vec![0xFF; 160]))
+        .send(LegCommand::Play(vec![0xFF; 160].into()))
         .await
         .expect("leg running");
     let reply = socket.next().await.expect("frame").expect("valid frame");

@@ -133,9 +133,12 @@ pub struct SimLeg {
 impl SimLeg {
     fn accept(&mut self, cmd: &CallerCommand) -> Vec<MarkId> {
         match cmd {
-            CallerCommand::Play(_) => {
-                self.frames_received += 1;
-                self.queue.push_back(Queued::Frame { source: None });
+            CallerCommand::Play(audio) => {
+                // Audio comes in pieces of whole 20 ms frames (µ-law here).
+                for _ in 0..audio.len() / AudioFormat::Pcmu.frame_bytes() {
+                    self.frames_received += 1;
+                    self.queue.push_back(Queued::Frame { source: None });
+                }
                 vec![]
             }
             CallerCommand::Mark(mark) => {
