@@ -5,6 +5,8 @@
 //! single huge `response.output_audio.delta`. The tests run one after the other (a lock), so
 //! each sees only its own allocations.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -3,6 +3,8 @@
 //! before them, and a clear flushes the pacer's queue, so the truncation matches the audio
 //! packets actually sent, within one packet, at every point of a response and on later turns.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 mod common;
 
 use std::sync::Arc;

@@ -7,6 +7,8 @@
 //! Nothing here asserts how long things take: every wait is for an event, bounded only so a
 //! broken build fails instead of hanging.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 mod sip_support;
 
 use std::io::{BufRead, BufReader};

@@ -4,6 +4,8 @@
 //!
 //! Every wait is bounded and waits for an event, not for a time to pass.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -8,6 +8,8 @@
 //! so each file is sent from 127.0.0.1 bound at that port, where the answer comes back. Ports
 //! 5060, 5050 and 5061 must therefore be free on 127.0.0.1 while this test runs.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 mod sip_support;
 
 use std::collections::HashMap;

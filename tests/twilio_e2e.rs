@@ -2,6 +2,8 @@
 //! it receives at real time, a Realtime server (the embedded engine, or a scriptable test
 //! server), and a stand-in for Twilio's REST API.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -59,6 +59,10 @@ pub struct Timing {
     /// is dropped and counted (`assistant_audio_dropped_ms_total`). Bounds a call's memory
     /// whatever the model sends: 300 s is 2.4 MB of µ-law or 14.4 MB of PCM16 at 24 kHz.
     pub max_queued_audio: Duration,
+    /// Caller audio is appended to the model's input buffer in chunks of this much (at least
+    /// one 20 ms frame). Larger chunks mean fewer events to build and send, and that much
+    /// later for the model's turn detection.
+    pub append_chunk: Duration,
 }
 
 impl Default for Timing {
@@ -73,6 +77,7 @@ impl Default for Timing {
             dtmf_flush: Duration::from_secs(2),
             preconnect_audio: Duration::from_secs(2),
             max_queued_audio: Duration::from_secs(300),
+            append_chunk: Duration::from_millis(FRAME_MS),
         }
     }
 }
@@ -121,6 +126,8 @@ pub struct Call {
     session: Session,
     /// Caller frames kept until the session is live.
     early_audio: VecDeque<Vec<u8>>,
+    /// Caller audio not yet appended to the model's input buffer (less than a chunk).
+    append_pending: Vec<u8>,
     held: bool,
     caller_speaking: bool,
     playback: Playback,
@@ -165,6 +172,7 @@ impl Call {
             route: config.route,
             session: Session::Connecting,
             early_audio: VecDeque::new(),
+            append_pending: Vec::new(),
             held: false,
             caller_speaking: false,
             responses: Responses::default(),
@@ -197,7 +205,7 @@ impl Call {
         }
         let now = input.now();
         match input {
-            Input::CallerAudio { audio, .. } => self.on_caller_audio(audio),
+            Input::CallerAudio { audio, .. } => self.on_caller_audio(&audio),
             Input::CallerDtmf { digit, .. } => self.on_dtmf(now, digit),
             Input::CallerHold { held, .. } => self.held = held,
             Input::Played { mark, .. } => {
@@ -247,25 +255,50 @@ impl Call {
         self.emit(Output::Realtime(event));
     }
 
-    fn on_caller_audio(&mut self, audio: Vec<u8>) {
+    /// Feeds one 20 ms frame of caller audio in the model's format: the same as
+    /// [`Input::CallerAudio`], without handing over an owned buffer (the host's is reused).
+    pub fn handle_caller_audio(&mut self, now: Instant, audio: &[u8]) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.on_caller_audio(audio);
+        self.settle(now);
+    }
+
+    fn on_caller_audio(&mut self, audio: &[u8]) {
         if self.held {
             return;
         }
         if self.session != Session::Live {
             let keep = (self.timing.preconnect_audio.as_millis() as u64 / FRAME_MS).max(1);
-            self.early_audio.push_back(audio);
+            self.early_audio.push_back(audio.to_vec());
             if self.early_audio.len() as u64 > keep {
                 self.early_audio.pop_front();
                 self.emit(Output::Event(CallEvent::FramesDropped { count: 1 }));
             }
             return;
         }
-        self.append_audio(&audio);
+        self.append_audio(audio);
     }
 
+    /// Collects caller audio and appends it to the model's input buffer in chunks of
+    /// `timing.append_chunk`.
     fn append_audio(&mut self, audio: &[u8]) {
+        self.append_pending.extend_from_slice(audio);
+        let chunk = self.format.bytes_per_ms() * self.timing.append_chunk.as_millis() as usize;
+        if self.append_pending.len() >= chunk.max(1) {
+            self.flush_append();
+        }
+    }
+
+    /// Sends the caller audio collected so far.
+    fn flush_append(&mut self) {
         use base64::Engine as _;
-        let audio = base64::engine::general_purpose::STANDARD.encode(audio);
+        if self.append_pending.is_empty() {
+            return;
+        }
+        let audio = base64::engine::general_purpose::STANDARD.encode(&self.append_pending);
+        self.append_pending.clear();
         self.send(ClientEvent::InputAudioBufferAppend { audio });
     }
 

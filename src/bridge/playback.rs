@@ -410,6 +410,7 @@ impl Playback {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
 mod tests {
     use super::*;
 

@@ -1,17 +1,20 @@
-//! The per-call driver: the one place with a `select!`.
+//! The per-call driver: one task per call, the one place with a `select!`.
 //!
-//! It owns one [`Call`], one caller leg and one Realtime connection. Its loop is "mutate once,
-//! drain, wait": feed one input to the call, dispatch every output it drains, then wait for
-//! the next of: a leg event, a Realtime event, a tool result, the call's next deadline, or
-//! shutdown. Audio is converted between the leg's and the model's format here, with the
-//! call's [`Transcoder`]. The clock is read in exactly one function, `now`.
+//! It owns everything the call touches: one [`Call`], the caller leg's I/O (a Twilio Media
+//! Stream socket, or a SIP leg's channels), the Realtime socket, and the futures of tool
+//! actions in flight. Its loop is "mutate once, drain, flush, wait": feed one input to the
+//! call, carry out every output it drains (messages are queued on the sockets), flush each
+//! socket once, then wait for the next of: a leg event, a Realtime event, a finished tool, the
+//! call's next deadline, or shutdown. The clock is read once per wake-up, in `now`. Audio is
+//! converted between the leg's and the model's format here, with the call's [`Transcoder`],
+//! into buffers that are reused.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
-
-use tokio::task::JoinSet;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -25,9 +28,7 @@ use crate::bridge::{
 use crate::dialplan::Dialplan;
 use crate::engine::{self, EngineConfig};
 use crate::metrics::Metrics;
-use crate::realtime::client::{
-    self, Provider, RealtimeConnection, RealtimeIncoming, RealtimeSettings,
-};
+use crate::realtime::client::{self, Provider, RealtimeIncoming, RealtimeSettings, RealtimeSocket};
 use crate::realtime::session::session_config;
 use crate::telemetry::Pii;
 use crate::tools::WebhookRunner;
@@ -47,13 +48,14 @@ pub struct CallServices {
 }
 
 /// The current time, as the call state machine sees it. Tokio's clock, so tests under a
-/// paused runtime stay deterministic.
+/// paused runtime stay deterministic. Read once per wake-up of a call's loop.
+#[allow(clippy::disallowed_methods)] // the driver is where a call's time comes from
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
 /// Runs one call from its leg's first event to its end.
-pub async fn run_call(services: Arc<CallServices>, leg: CallerLeg) {
+pub async fn run_call(services: Arc<CallServices>, mut leg: CallerLeg) {
     let info = leg.info.clone();
     let route = match &info.route {
         Some(name) => services.dialplan.route_named(name),
@@ -69,7 +71,8 @@ pub async fn run_call(services: Arc<CallServices>, leg: CallerLeg) {
         services
             .metrics
             .inc("calls_rejected_total", &[("reason", "no_route")]);
-        let _ = leg.commands.send(LegCommand::Hangup).await;
+        leg.io.send(LegCommand::Hangup).await;
+        leg.io.close().await;
         return;
     };
     let span = info_span!(
@@ -81,7 +84,7 @@ pub async fn run_call(services: Arc<CallServices>, leg: CallerLeg) {
     async move {
         info!(from = %Pii(&info.from), to = %Pii(&info.to), "call started");
         services.metrics.call_started(info.kind);
-        let started = Instant::now();
+        let started = now();
         let guard = services.registry.register(&info, &route.name);
         let config = CallConfig {
             session: session_config(&route),
@@ -108,12 +111,27 @@ async fn open_realtime(
     settings: &RealtimeSettings,
     engine: Arc<EngineConfig>,
     model: String,
-) -> Result<RealtimeConnection, client::RealtimeError> {
-    if matches!(settings.provider, Provider::Embedded) && settings.url_override.is_none() {
-        client::connect_stream(engine::in_process(engine), &model).await
-    } else {
-        client::connect(settings, &model).await
-    }
+) -> Result<Box<RealtimeSocket>, client::RealtimeError> {
+    let socket =
+        if matches!(settings.provider, Provider::Embedded) && settings.url_override.is_none() {
+            RealtimeSocket::connect_stream(engine::in_process(engine), &model).await
+        } else {
+            RealtimeSocket::connect(settings, &model).await
+        };
+    socket.map(Box::new)
+}
+
+/// A tool action in flight: a future owned by the call's task.
+type ToolFuture = BoxFuture<'static, (ToolRunId, ToolOutcome)>;
+
+/// What woke the call's loop.
+enum Wake {
+    Leg(Option<LegEvent>),
+    Connected(Result<Box<RealtimeSocket>, client::RealtimeError>),
+    Realtime(RealtimeIncoming),
+    Tool((ToolRunId, ToolOutcome)),
+    Deadline,
+    Shutdown,
 }
 
 struct Driver<'a> {
@@ -121,8 +139,8 @@ struct Driver<'a> {
     call: Call,
     leg: CallerLeg,
     transcoder: Transcoder,
-    realtime: Option<RealtimeConnection>,
-    tools: JoinSet<(ToolRunId, ToolOutcome)>,
+    realtime: Option<Box<RealtimeSocket>>,
+    tools: FuturesUnordered<ToolFuture>,
     /// Reused conversion buffer.
     audio: Vec<u8>,
 }
@@ -136,7 +154,7 @@ impl<'a> Driver<'a> {
             leg,
             transcoder,
             realtime: None,
-            tools: JoinSet::new(),
+            tools: FuturesUnordered::new(),
             audio: Vec::new(),
         }
     }
@@ -153,96 +171,77 @@ impl<'a> Driver<'a> {
         let mut connect_pending = true;
         let mut shutdown_sent = false;
         let hang_up_all = self.services.hang_up_all.clone();
-        loop {
+        let reason = loop {
             self.dispatch().await;
+            self.leg.io.flush().await;
+            if let Some(rt) = &mut self.realtime {
+                rt.flush().await;
+            }
             if let Some(reason) = self.call.ended() {
-                return reason.as_str();
+                break reason.as_str();
             }
             let deadline = self.call.poll_timeout();
-            let input = tokio::select! {
-                event = self.leg.events.recv() => self.leg_input(event),
+            let wake = tokio::select! {
+                event = self.leg.io.next_event() => Wake::Leg(event),
                 result = &mut connecting, if connect_pending => {
                     connect_pending = false;
-                    self.connected(result)
+                    Wake::Connected(result)
                 }
-                incoming = recv_realtime(&mut self.realtime) => self.realtime_input(incoming),
-                Some(joined) = self.tools.join_next(), if !self.tools.is_empty() => {
-                    match joined {
-                        Ok((run, outcome)) => Some(Input::ToolDone { now: now(), run, outcome }),
-                        Err(e) => {
-                            warn!(error = %e, "tool task failed");
-                            None
-                        }
-                    }
-                }
-                () = sleep_until(deadline) => Some(Input::Timeout { now: now() }),
+                incoming = recv_realtime(&mut self.realtime) => Wake::Realtime(incoming),
+                Some(done) = self.tools.next(), if !self.tools.is_empty() => Wake::Tool(done),
+                () = sleep_until(deadline) => Wake::Deadline,
                 () = hang_up_all.cancelled(), if !shutdown_sent => {
                     shutdown_sent = true;
-                    Some(Input::Shutdown { now: now() })
+                    Wake::Shutdown
                 }
             };
-            if let Some(input) = input {
-                self.call.handle_input(input);
-            }
+            self.wake(wake, now());
+        };
+        self.leg.io.close().await;
+        if let Some(rt) = self.realtime.take() {
+            // The close handshake needs nothing from the call: let the task end now.
+            tokio::spawn(rt.close().in_current_span());
         }
+        reason
     }
 
-    fn leg_input(&mut self, event: Option<LegEvent>) -> Option<Input> {
-        let now = now();
-        Some(match event {
-            Some(LegEvent::Audio(bytes)) => {
+    /// Feeds what woke the loop to the call, at `now`.
+    fn wake(&mut self, wake: Wake, now: Instant) {
+        let input = match wake {
+            Wake::Leg(Some(LegEvent::Audio(bytes))) => {
                 self.transcoder.to_model(&bytes, &mut self.audio);
-                if self.audio.is_empty() {
-                    return None;
+                if !self.audio.is_empty() {
+                    self.call.handle_caller_audio(now, &self.audio);
                 }
-                Input::CallerAudio {
-                    now,
-                    audio: self.audio.clone(),
-                }
+                return;
             }
-            Some(LegEvent::Dtmf(digit)) => Input::CallerDtmf { now, digit },
-            Some(LegEvent::Played(mark)) => Input::Played { now, mark },
-            Some(LegEvent::Hold(held)) => Input::CallerHold { now, held },
-            Some(LegEvent::Gone) | None => Input::CallerGone { now },
-        })
-    }
-
-    fn connected(
-        &mut self,
-        result: Result<RealtimeConnection, client::RealtimeError>,
-    ) -> Option<Input> {
-        match result {
-            Ok(connection) => {
+            Wake::Leg(Some(LegEvent::Dtmf(digit))) => Input::CallerDtmf { now, digit },
+            Wake::Leg(Some(LegEvent::Played(mark))) => Input::Played { now, mark },
+            Wake::Leg(Some(LegEvent::Hold(held))) => Input::CallerHold { now, held },
+            Wake::Leg(Some(LegEvent::Gone) | None) => Input::CallerGone { now },
+            Wake::Connected(Ok(socket)) => {
                 debug!(endpoint = %self.services.realtime.describe(), "realtime connected");
-                self.realtime = Some(connection);
-                Some(Input::RealtimeConnected { now: now() })
+                self.realtime = Some(socket);
+                Input::RealtimeConnected { now }
             }
-            Err(e) => {
+            Wake::Connected(Err(e)) => {
                 warn!(error = %e, endpoint = %self.services.realtime.describe(), "realtime connection failed");
                 self.services.metrics.realtime_connect_failure();
-                Some(Input::RealtimeClosed {
-                    now: now(),
+                Input::RealtimeClosed {
+                    now,
                     reason: e.to_string(),
-                })
+                }
             }
-        }
-    }
-
-    fn realtime_input(&mut self, incoming: Option<RealtimeIncoming>) -> Option<Input> {
-        match incoming {
-            Some(RealtimeIncoming::Event(event)) => Some(Input::Realtime { now: now(), event }),
-            Some(RealtimeIncoming::Closed { reason }) => {
+            Wake::Realtime(RealtimeIncoming::Event(event)) => Input::Realtime { now, event },
+            Wake::Realtime(RealtimeIncoming::Closed { reason }) => {
                 self.realtime = None;
-                Some(Input::RealtimeClosed { now: now(), reason })
+                Input::RealtimeClosed { now, reason }
             }
-            None => {
-                self.realtime = None;
-                Some(Input::RealtimeClosed {
-                    now: now(),
-                    reason: "connection ended".into(),
-                })
-            }
-        }
+            Wake::Tool((run, outcome)) => Input::ToolDone { now, run, outcome },
+            Wake::Deadline => Input::Timeout { now },
+            Wake::Shutdown => Input::Shutdown { now },
+        };
+        self.call.handle_input(input);
     }
 
     /// Carries out everything the call has output.
@@ -251,15 +250,14 @@ impl<'a> Driver<'a> {
             match output {
                 Output::Caller(cmd) => self.send_to_leg(cmd).await,
                 Output::Realtime(event) => {
-                    if let Some(rt) = &self.realtime {
-                        // A failed send means the connection is closing; its Closed follows.
-                        let _ = rt.sender.send(event).await;
+                    if let Some(rt) = &mut self.realtime {
+                        rt.feed(&event).await;
                     }
                 }
                 Output::RunTool(run) => self.start_tool(run),
                 Output::Event(CallEvent::SessionReady) => {
                     self.record(CallEvent::SessionReady);
-                    let _ = self.leg.commands.send(LegCommand::Ready).await;
+                    self.leg.io.send(LegCommand::Ready).await;
                 }
                 Output::Event(event) => self.record(event),
             }
@@ -269,11 +267,13 @@ impl<'a> Driver<'a> {
     async fn send_to_leg(&mut self, cmd: CallerCommand) {
         let cmd = match cmd {
             CallerCommand::Play(audio) if self.transcoder.is_passthrough() => {
-                LegCommand::Play(audio)
+                self.leg.io.play(&audio).await;
+                return;
             }
             CallerCommand::Play(audio) => {
                 self.transcoder.to_leg(&audio, &mut self.audio);
-                LegCommand::Play(Bytes::copy_from_slice(&self.audio))
+                self.leg.io.play(&self.audio).await;
+                return;
             }
             CallerCommand::Mark(mark) => LegCommand::Mark(mark),
             CallerCommand::Clear => {
@@ -283,16 +283,15 @@ impl<'a> Driver<'a> {
             }
             CallerCommand::Hangup => LegCommand::Hangup,
         };
-        // A closed leg reports Gone; nothing to do here.
-        let _ = self.leg.commands.send(cmd).await;
+        self.leg.io.send(cmd).await;
     }
 
     fn start_tool(&mut self, run: ToolRun) {
         info!(tool = %run.tool, run = run.id.0, "running tool action");
-        let control: Arc<dyn CallControl> = Arc::clone(&self.leg.control);
+        let control: Arc<dyn CallControl> = self.leg.io.control();
         let webhooks = self.services.webhooks.clone();
         let ToolRun { id, request, .. } = run;
-        self.tools.spawn(async move {
+        self.tools.push(Box::pin(async move {
             let outcome = match request {
                 ToolRequest::Transfer { target } => match control.transfer(target).await {
                     Ok(()) => ToolOutcome::Ok(r#"{"ok":true,"transferred":true}"#.into()),
@@ -310,7 +309,7 @@ impl<'a> Driver<'a> {
                 } => webhooks.run(&url, body, &headers, timeout).await,
             };
             (id, outcome)
-        });
+        }));
     }
 
     /// Logs and counts what happened.
@@ -360,9 +359,9 @@ impl<'a> Driver<'a> {
     }
 }
 
-async fn recv_realtime(realtime: &mut Option<RealtimeConnection>) -> Option<RealtimeIncoming> {
+async fn recv_realtime(realtime: &mut Option<Box<RealtimeSocket>>) -> RealtimeIncoming {
     match realtime {
-        Some(rt) => rt.events.recv().await,
+        Some(rt) => rt.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -1,9 +1,13 @@
 //! The caller leg: one interface for every way a call comes in (Twilio Media Streams, SIP).
 //!
-//! A leg adapter runs its own tasks and talks to the call driver over two channels: it sends
-//! [`LegEvent`]s (caller audio in the leg's format, DTMF, played marks, hangup) and receives
-//! [`LegCommand`]s (audio to play, marks, clear, hangup). Actions that need the leg's own
-//! signalling (transfer, out-of-band DTMF) go through [`CallControl`].
+//! The call's task reads [`LegEvent`]s (caller audio in the leg's format, DTMF, played marks,
+//! hangup) from its [`LegIo`] and hands it [`LegCommand`]s (audio to play, marks, clear,
+//! hangup), flushing once per wake-up. A Twilio leg is the Media Stream socket itself, read
+//! and written by the call's task; a SIP leg still runs its own task and talks over two
+//! channels ([`ChannelLeg`]). Actions that need the leg's own signalling (transfer, out-of-band
+//! DTMF) go through [`CallControl`].
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -11,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::audio::AudioFormat;
 use crate::bridge::{Mark, MarkId};
+use crate::twilio::TwilioLeg;
 
 /// Which kind of leg a call came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +97,77 @@ pub trait CallControl: Send + Sync {
 /// A connected caller leg, as handed to the call driver.
 pub struct CallerLeg {
     pub info: LegInfo,
+    pub io: LegIo,
+}
+
+/// A leg that runs its own task and talks to the call over channels.
+pub struct ChannelLeg {
     pub events: mpsc::Receiver<LegEvent>,
     pub commands: mpsc::Sender<LegCommand>,
-    pub control: std::sync::Arc<dyn CallControl>,
+    pub control: Arc<dyn CallControl>,
+}
+
+/// How the call's task reaches its caller.
+pub enum LegIo {
+    /// A Twilio Media Stream, read and written by the call's task.
+    Twilio(Box<TwilioLeg>),
+    /// A leg with a task of its own (SIP).
+    Channel(ChannelLeg),
+}
+
+impl LegIo {
+    /// The next event from the caller; `None` once the leg has ended and said so. Cancel-safe.
+    pub async fn next_event(&mut self) -> Option<LegEvent> {
+        match self {
+            Self::Twilio(leg) => leg.next_event().await,
+            Self::Channel(leg) => leg.events.recv().await,
+        }
+    }
+
+    /// Hands the leg `command`; what it writes leaves with [`flush`](Self::flush).
+    pub async fn send(&mut self, command: LegCommand) {
+        match self {
+            Self::Twilio(leg) => leg.send(command).await,
+            // A closed leg reports Gone; nothing to do here.
+            Self::Channel(leg) => {
+                let _ = leg.commands.send(command).await;
+            }
+        }
+    }
+
+    /// Queues audio in the leg's format (whole 20 ms frames).
+    pub async fn play(&mut self, audio: &[u8]) {
+        match self {
+            Self::Twilio(leg) => leg.play(audio),
+            Self::Channel(leg) => {
+                let _ = leg
+                    .commands
+                    .send(LegCommand::Play(Bytes::copy_from_slice(audio)))
+                    .await;
+            }
+        }
+    }
+
+    /// Writes what the commands since the last flush produced.
+    pub async fn flush(&mut self) {
+        if let Self::Twilio(leg) = self {
+            leg.flush().await;
+        }
+    }
+
+    /// Ends the leg from our side once the call is over (a channel leg ends when its command
+    /// sender is dropped).
+    pub async fn close(&mut self) {
+        if let Self::Twilio(leg) = self {
+            leg.close().await;
+        }
+    }
+
+    /// The leg's signalling actions.
+    pub fn control(&self) -> Arc<dyn CallControl> {
+        match self {
+            Self::Twilio(leg) => leg.control(),
+            Self::Channel(leg) => Arc::clone(&leg.control),
+        }
+    }
 }

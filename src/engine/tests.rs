@@ -1,6 +1,8 @@
 //! Unit tests of [`EngineSession`] driven with a virtual clock: one `Instant::now()` at the
 //! start, then the deadlines the session asks for.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

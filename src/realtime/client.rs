@@ -1,11 +1,14 @@
-//! The Realtime WebSocket client: where to connect, how to authenticate, and the two tasks
-//! that move events between the socket and a pair of channels.
+//! The Realtime WebSocket client: where to connect, how to authenticate, and the socket a
+//! call's task reads and writes itself.
 //!
 //! [`RealtimeSettings::from_env_map`] picks the provider from the environment;
-//! [`request_for`] turns it into the handshake request (URL and auth header); [`connect`]
-//! opens a network connection and [`connect_stream`] runs the same protocol over any byte
-//! stream (the embedded engine's in-process duplex). Either returns a [`RealtimeConnection`]:
-//! typed server events come out of `events`, client events go into `sender`.
+//! [`request_for`] turns it into the handshake request (URL and auth header);
+//! [`RealtimeSocket::connect`] opens a network connection and
+//! [`RealtimeSocket::connect_stream`] runs the same protocol over any byte stream (the embedded
+//! engine's in-process duplex). The socket has no task of its own: the call's task awaits
+//! [`RealtimeSocket::recv`] in its `select!` (typed server events, then one
+//! [`RealtimeIncoming::Closed`]), writes client events with [`RealtimeSocket::feed`] as it
+//! drains its call, and [`flush`](RealtimeSocket::flush)es once per wake-up.
 //!
 //! API keys are never logged: [`RealtimeSettings::describe`] and the `Debug` output of
 //! [`Provider`] redact them, and auth header values are marked sensitive.
@@ -16,29 +19,47 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::AbortHandle;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, http};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::endpoint::stream_request;
 pub use super::endpoint::{Provider, RealtimeSettings, request_for};
 pub use super::error::RealtimeError;
 use super::event::{ClientEvent, ServerEvent};
 
-/// Capacity of each direction's channel, in events.
-pub const CHANNEL_CAPACITY: usize = 256;
-
 /// How long a closing connection waits for the other side to finish the close handshake.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Longest excerpt of a rejected handshake's response body kept in the error, in bytes.
 const REJECT_BODY_EXCERPT: usize = 512;
+
+/// Largest server event taken, in bytes: 16 MiB of JSON is about 170 s of PCM16 audio in one
+/// delta. A larger frame fails the connection instead of growing the call's memory.
+pub const MAX_EVENT_BYTES: usize = 16 << 20;
+
+/// The socket's buffers, chosen for thousands of calls rather than one fast stream.
+///
+/// - Reads: tungstenite zero-fills the free part of its read buffer before every read, so the
+///   default 128 KiB costs a 128 KiB `memset` per read and most of a call's memory. Server
+///   events are a few hundred bytes (a 20 ms µ-law delta) to about 7 KB (100 ms of PCM16):
+///   8 KiB takes several per read and costs little to clear. Larger events still arrive
+///   whole: the buffer grows to the frame's size while it is read.
+/// - Writes: the call feeds every event of a wake-up and flushes once, so the write buffer
+///   is where a wake-up's events become one `write`; 16 KiB holds a busy wake-up. A peer that
+///   stops reading fails the connection at 1 MiB instead of growing it without bound.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(8 << 10)
+        .write_buffer_size(16 << 10)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(Some(MAX_EVENT_BYTES))
+        .max_frame_size(Some(MAX_EVENT_BYTES))
+}
 
 static MALFORMED_FRAMES: AtomicU64 = AtomicU64::new(0);
 
@@ -53,51 +74,178 @@ pub fn malformed_frames() -> u64 {
 pub enum RealtimeIncoming {
     /// A server event. Event types the bridge does not act on are not delivered.
     Event(ServerEvent),
-    /// The connection ended; always the last item. `reason` names the close code, if any.
+    /// The connection ended. `reason` names the close code, if any.
     Closed { reason: String },
 }
 
-/// An open Realtime connection.
-///
-/// `events` yields server events, then one [`RealtimeIncoming::Closed`] when the connection
-/// ends, then `None`. (If this side closes and the server never answers the close, the
-/// reader stops after a grace period and `events` ends without `Closed`.)
-///
-/// Events sent on `sender` are written in order. Dropping every `sender` closes the
-/// connection with code 1000. Once the connection has ended, sends fail.
-#[derive(Debug)]
-pub struct RealtimeConnection {
-    pub events: mpsc::Receiver<RealtimeIncoming>,
-    pub sender: mpsc::Sender<ClientEvent>,
+/// A byte stream a Realtime connection runs over: TCP, or the engine's in-process duplex.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = WebSocketStream<MaybeTlsStream<Box<dyn Io>>>;
+
+/// An open Realtime connection, read and written by the call's task.
+pub struct RealtimeSocket {
+    ws: Socket,
+    /// Why the connection ended, once it has: reads return it again, writes are skipped.
+    closed: Option<String>,
 }
 
-/// Opens a network connection for `model` (see [`request_for`]).
-///
-/// Does not time out by itself: callers bound it with their own deadline. `wss` URLs need a
-/// process-wide rustls crypto provider, installed by the binary at startup.
-pub async fn connect(
-    settings: &RealtimeSettings,
-    model: &str,
-) -> Result<RealtimeConnection, RealtimeError> {
-    let request = request_for(settings, model)?;
-    tracing::debug!(endpoint = %settings.describe(), model, "connecting to Realtime");
-    let (ws, _response) = tokio_tungstenite::connect_async(request)
-        .await
-        .map_err(handshake_error)?;
-    Ok(spawn_tasks(ws))
+impl std::fmt::Debug for RealtimeSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeSocket")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
 }
 
-/// Runs the WebSocket handshake for `model` over `stream` (no TLS, no auth header), e.g. the
-/// embedded engine's in-process duplex.
-pub async fn connect_stream<S>(stream: S, model: &str) -> Result<RealtimeConnection, RealtimeError>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let request = stream_request(model)?;
-    let (ws, _response) = tokio_tungstenite::client_async(request, stream)
+impl RealtimeSocket {
+    /// Opens a network connection for `model` (see [`request_for`]).
+    ///
+    /// Does not time out by itself: callers bound it with their own deadline. `wss` URLs
+    /// need a process-wide rustls crypto provider, installed by the binary at startup.
+    pub async fn connect(settings: &RealtimeSettings, model: &str) -> Result<Self, RealtimeError> {
+        let request = request_for(settings, model)?;
+        tracing::debug!(endpoint = %settings.describe(), model, "connecting to Realtime");
+        let uri = request.uri();
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("wss") {
+                443
+            } else {
+                80
+            });
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| RealtimeError::Handshake(tungstenite::Error::Io(e)))?;
+        // Events are small and latency matters more than packet count.
+        let _ = tcp.set_nodelay(true);
+        Self::handshake(request, Box::new(tcp)).await
+    }
+
+    /// Runs the WebSocket handshake for `model` over `stream` (no TLS, no auth header), e.g.
+    /// the embedded engine's in-process duplex.
+    pub async fn connect_stream<S: Io + 'static>(
+        stream: S,
+        model: &str,
+    ) -> Result<Self, RealtimeError> {
+        Self::handshake(stream_request(model)?, Box::new(stream)).await
+    }
+
+    async fn handshake(
+        request: http::Request<()>,
+        stream: Box<dyn Io>,
+    ) -> Result<Self, RealtimeError> {
+        let (ws, _response) = tokio_tungstenite::client_async_tls_with_config(
+            request,
+            stream,
+            Some(socket_config()),
+            None,
+        )
         .await
         .map_err(handshake_error)?;
-    Ok(spawn_tasks(ws))
+        Ok(Self { ws, closed: None })
+    }
+
+    /// The next server event, or `Closed` once the connection has ended (and on every call
+    /// after that). Cancel-safe: a `select!` may drop it between frames.
+    pub async fn recv(&mut self) -> RealtimeIncoming {
+        if let Some(reason) = &self.closed {
+            return RealtimeIncoming::Closed {
+                reason: reason.clone(),
+            };
+        }
+        let (reason, got_close) = loop {
+            let message = match self.ws.next().await {
+                None => break ("connection closed without a close frame".to_owned(), false),
+                Some(Err(e)) => break (read_error_reason(&e), false),
+                Some(Ok(message)) => message,
+            };
+            match message {
+                Message::Text(text) => match ServerEvent::parse(&text) {
+                    Ok(ServerEvent::Unknown) => {
+                        tracing::trace!(
+                            kind = ServerEvent::kind_of(&text).as_deref().unwrap_or("?"),
+                            "Realtime event ignored"
+                        );
+                    }
+                    Ok(event) => return RealtimeIncoming::Event(event),
+                    Err(error) => {
+                        MALFORMED_FRAMES.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(
+                            %error,
+                            kind = ServerEvent::kind_of(&text).as_deref().unwrap_or("?"),
+                            bytes = text.len(),
+                            "malformed Realtime event skipped"
+                        );
+                    }
+                },
+                Message::Binary(bytes) => {
+                    MALFORMED_FRAMES.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(bytes = bytes.len(), "binary Realtime frame skipped");
+                }
+                Message::Close(frame) => break (close_reason(frame.as_ref()), true),
+                // Pings are answered by tungstenite (on the next flush); pongs and raw frames
+                // carry nothing for us.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            }
+        };
+        tracing::debug!(%reason, "Realtime connection closed");
+        self.closed = Some(reason.clone());
+        if got_close {
+            // tungstenite has queued the answer to the server's close: send it.
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.ws.flush()).await;
+        }
+        RealtimeIncoming::Closed { reason }
+    }
+
+    /// Queues `event` for sending; it leaves with the next [`flush`](Self::flush) (or
+    /// earlier, once the write buffer is full). A failure means the connection is ending:
+    /// the next [`recv`](Self::recv) reports it.
+    pub async fn feed(&mut self, event: &ClientEvent) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Err(error) = self.ws.feed(Message::text(event.to_json())).await {
+            tracing::debug!(%error, kind = event.kind(), "Realtime send failed");
+        }
+    }
+
+    /// Writes everything fed so far.
+    pub async fn flush(&mut self) {
+        if self.closed.is_some() {
+            return;
+        }
+        if let Err(error) = self.ws.flush().await {
+            tracing::debug!(%error, "Realtime flush failed");
+        }
+    }
+
+    /// Closes the connection with code 1000 and waits, for a few seconds at most, for the
+    /// server's answer.
+    pub async fn close(mut self) {
+        if self.closed.is_some() {
+            return;
+        }
+        let close = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let closing = async {
+            if let Err(error) = self.ws.send(Message::Close(Some(close))).await {
+                tracing::debug!(%error, "Realtime close failed");
+                return;
+            }
+            // Read until the server answers the close (tungstenite then ends the stream).
+            while let Some(Ok(_)) = self.ws.next().await {}
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, closing).await;
+    }
 }
 
 fn handshake_error(error: tungstenite::Error) -> RealtimeError {
@@ -125,84 +273,6 @@ fn handshake_error(error: tungstenite::Error) -> RealtimeError {
     }
 }
 
-fn spawn_tasks<S>(ws: WebSocketStream<S>) -> RealtimeConnection
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, stream) = ws.split();
-    let (event_tx, events) = mpsc::channel(CHANNEL_CAPACITY);
-    let (sender, outgoing) = mpsc::channel(CHANNEL_CAPACITY);
-    let (reader_done_tx, reader_done) = oneshot::channel();
-    let reader = tokio::spawn(read_loop(stream, event_tx, reader_done_tx));
-    tokio::spawn(write_loop(
-        sink,
-        outgoing,
-        reader_done,
-        reader.abort_handle(),
-    ));
-    RealtimeConnection { events, sender }
-}
-
-/// Reads frames until the connection ends, then reports `Closed`. Dropping `_done` on return
-/// tells the writer the connection is over.
-async fn read_loop<S>(
-    mut stream: SplitStream<WebSocketStream<S>>,
-    events: mpsc::Sender<RealtimeIncoming>,
-    _done: oneshot::Sender<()>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (reason, got_close) = loop {
-        let message = match stream.next().await {
-            None => break ("connection closed without a close frame".to_owned(), false),
-            Some(Err(e)) => break (read_error_reason(&e), false),
-            Some(Ok(message)) => message,
-        };
-        let event = match message {
-            Message::Text(text) => match ServerEvent::parse(&text) {
-                Ok(ServerEvent::Unknown) => {
-                    tracing::debug!(
-                        kind = ServerEvent::kind_of(&text).as_deref().unwrap_or("?"),
-                        "Realtime event ignored"
-                    );
-                    continue;
-                }
-                Ok(event) => event,
-                Err(error) => {
-                    MALFORMED_FRAMES.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(
-                        %error,
-                        kind = ServerEvent::kind_of(&text).as_deref().unwrap_or("?"),
-                        bytes = text.len(),
-                        "malformed Realtime event skipped"
-                    );
-                    continue;
-                }
-            },
-            Message::Binary(bytes) => {
-                MALFORMED_FRAMES.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(bytes = bytes.len(), "binary Realtime frame skipped");
-                continue;
-            }
-            Message::Close(frame) => break (close_reason(frame.as_ref()), true),
-            // Pings are answered by tungstenite; pongs and raw frames carry nothing for us.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-        };
-        if events.send(RealtimeIncoming::Event(event)).await.is_err() {
-            // Nobody reads events any more; the writer closes the socket.
-            return;
-        }
-    };
-    tracing::debug!(%reason, "Realtime connection closed");
-    let _ = events.send(RealtimeIncoming::Closed { reason }).await;
-    drop(events);
-    if got_close {
-        // Keep reading so tungstenite sends the close reply, until the peer drops the socket.
-        let drain = async { while stream.next().await.is_some() {} };
-        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
-    }
-}
-
 fn close_reason(frame: Option<&CloseFrame>) -> String {
     match frame {
         Some(frame) if frame.reason.is_empty() => format!("code {}", u16::from(frame.code)),
@@ -217,50 +287,6 @@ fn read_error_reason(error: &tungstenite::Error) -> String {
             "connection closed".to_owned()
         }
         other => format!("connection failed: {other}"),
-    }
-}
-
-/// Writes client events until the senders are dropped (then closes with code 1000) or the
-/// reader has seen the connection end.
-async fn write_loop<S>(
-    mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut outgoing: mpsc::Receiver<ClientEvent>,
-    mut reader_done: oneshot::Receiver<()>,
-    reader: AbortHandle,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        tokio::select! {
-            event = outgoing.recv() => match event {
-                Some(event) => {
-                    if let Err(error) = sink.send(Message::text(event.to_json())).await {
-                        tracing::debug!(%error, kind = event.kind(), "Realtime send failed");
-                        return;
-                    }
-                }
-                None => {
-                    let close = CloseFrame {
-                        code: CloseCode::Normal,
-                        reason: "".into(),
-                    };
-                    if let Err(error) = sink.send(Message::Close(Some(close))).await {
-                        tracing::debug!(%error, "Realtime close failed");
-                    }
-                    // The reader ends when the server answers the close.
-                    if tokio::time::timeout(CLOSE_GRACE, &mut reader_done).await.is_err() {
-                        reader.abort();
-                    }
-                    return;
-                }
-            },
-            _ = &mut reader_done => {
-                // The reader stopped: either the connection ended (closing again is a no-op
-                // error) or nobody reads events any more (this closes the socket properly).
-                let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
-                return;
-            }
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Tests of the connection tasks: live connections to a local axum server, and the handshake
+//! Tests of the Realtime socket: live connections to a local axum server, and the handshake
 //! over an in-process duplex.
 
 use std::collections::HashMap;
@@ -9,6 +9,9 @@ use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri as AxumUri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
 
 use super::*;
 use crate::realtime::event::SessionConfig;
@@ -135,19 +138,20 @@ async fn events_flow_both_ways_and_junk_is_skipped() {
         ("OPENAI_API_KEY", TEST_KEY),
         ("DIALTONE_REALTIME_URL", &url),
     ]));
-    let mut conn = connect(&s, "gpt-realtime").await.unwrap();
+    let mut conn = RealtimeSocket::connect(&s, "gpt-realtime").await.unwrap();
     let before = malformed_frames();
 
-    match conn.events.recv().await {
-        Some(RealtimeIncoming::Event(ServerEvent::SessionCreated { session })) => {
+    match conn.recv().await {
+        RealtimeIncoming::Event(ServerEvent::SessionCreated { session }) => {
             assert_eq!(session["id"], "sess_1");
         }
         other => panic!("expected session.created, got {other:?}"),
     }
 
-    conn.sender.send(session_update()).await.unwrap();
-    match conn.events.recv().await {
-        Some(RealtimeIncoming::Event(ServerEvent::SessionUpdated { session })) => {
+    conn.feed(&session_update()).await;
+    conn.flush().await;
+    match conn.recv().await {
+        RealtimeIncoming::Event(ServerEvent::SessionUpdated { session }) => {
             assert_eq!(session["instructions"], "Be brief.");
         }
         other => panic!("expected session.updated, got {other:?}"),
@@ -155,23 +159,21 @@ async fn events_flow_both_ways_and_junk_is_skipped() {
     // Invalid JSON, a known event missing its fields, and a binary frame.
     assert!(malformed_frames() >= before + 3);
 
-    conn.sender
-        .send(ClientEvent::ResponseCancel { response_id: None })
-        .await
-        .unwrap();
+    conn.feed(&ClientEvent::ResponseCancel { response_id: None })
+        .await;
+    conn.flush().await;
     assert_eq!(
-        conn.events.recv().await,
-        Some(RealtimeIncoming::Closed {
+        conn.recv().await,
+        RealtimeIncoming::Closed {
             reason: "code 4000: bye".into()
-        })
+        }
     );
-    assert_eq!(conn.events.recv().await, None);
-    // The writer stops once the connection is over.
-    conn.sender.closed().await;
+    // Once closed, the socket keeps saying so.
+    assert!(matches!(conn.recv().await, RealtimeIncoming::Closed { .. }));
 }
 
 #[tokio::test]
-async fn dropping_the_sender_closes_normally() {
+async fn close_closes_normally() {
     install_crypto();
     let (url, mut closes) = server().await;
     let s = RealtimeSettings {
@@ -181,20 +183,13 @@ async fn dropping_the_sender_closes_normally() {
         },
         url_override: None,
     };
-    let mut conn = connect(&s, "gpt-realtime").await.unwrap();
+    let mut conn = RealtimeSocket::connect(&s, "gpt-realtime").await.unwrap();
     assert!(matches!(
-        conn.events.recv().await,
-        Some(RealtimeIncoming::Event(ServerEvent::SessionCreated { .. }))
+        conn.recv().await,
+        RealtimeIncoming::Event(ServerEvent::SessionCreated { .. })
     ));
-    drop(conn.sender);
+    conn.close().await;
     assert_eq!(closes.recv().await, Some(Some(1000)));
-    assert_eq!(
-        conn.events.recv().await,
-        Some(RealtimeIncoming::Closed {
-            reason: "code 1000".into()
-        })
-    );
-    assert_eq!(conn.events.recv().await, None);
 }
 
 #[tokio::test]
@@ -202,7 +197,7 @@ async fn rejected_handshake_reports_the_status() {
     install_crypto();
     let (url, _closes) = server().await;
     let s = RealtimeSettings::from_env_map(env(&[("DIALTONE_REALTIME_URL", &url)]));
-    match connect(&s, "gpt-realtime").await {
+    match RealtimeSocket::connect(&s, "gpt-realtime").await {
         Err(RealtimeError::Rejected { status, body }) => {
             assert_eq!(status, 401);
             assert!(body.contains("bad key"), "{body}");
@@ -223,7 +218,7 @@ async fn refused_connection_is_a_handshake_error() {
         api_key: None,
     });
     assert!(matches!(
-        connect(&s, "m").await,
+        RealtimeSocket::connect(&s, "m").await,
         Err(RealtimeError::Handshake(_))
     ));
 }
@@ -270,27 +265,24 @@ async fn connect_stream_speaks_over_a_duplex() {
         None
     });
 
-    let mut conn = connect_stream(client_io, "gpt-realtime").await.unwrap();
-    assert!(matches!(
-        conn.events.recv().await,
-        Some(RealtimeIncoming::Event(ServerEvent::SessionCreated { .. }))
-    ));
-    conn.sender
-        .send(ClientEvent::ResponseCreate { response: None })
+    let mut conn = RealtimeSocket::connect_stream(client_io, "gpt-realtime")
         .await
         .unwrap();
-    match conn.events.recv().await {
-        Some(RealtimeIncoming::Event(ServerEvent::ResponseCreated { response })) => {
+    assert!(matches!(
+        conn.recv().await,
+        RealtimeIncoming::Event(ServerEvent::SessionCreated { .. })
+    ));
+    conn.feed(&ClientEvent::ResponseCreate { response: None })
+        .await;
+    conn.flush().await;
+    match conn.recv().await {
+        RealtimeIncoming::Event(ServerEvent::ResponseCreated { response }) => {
             assert_eq!(response.id, "resp_1");
         }
         other => panic!("expected response.created, got {other:?}"),
     }
-    drop(conn.sender);
+    conn.close().await;
     assert_eq!(server.await.unwrap(), Some(1000));
-    assert!(matches!(
-        conn.events.recv().await,
-        Some(RealtimeIncoming::Closed { .. })
-    ));
 }
 
 #[test]

@@ -18,7 +18,7 @@ const OPENAI_URL: &str = "wss://api.openai.com/v1/realtime";
 
 /// URL of the handshake over [`connect_stream`] (nothing resolves it; it names the path).
 ///
-/// [`connect_stream`]: crate::realtime::client::connect_stream
+/// [`connect_stream`]: crate::realtime::client::RealtimeSocket::connect_stream
 const STREAM_URL: &str = "ws://localhost/v1/realtime";
 
 /// Which Realtime service to use, with its credentials.
@@ -42,7 +42,7 @@ pub enum Provider {
     },
     /// The in-process engine, reached with [`connect_stream`].
     ///
-    /// [`connect_stream`]: crate::realtime::client::connect_stream
+    /// [`connect_stream`]: crate::realtime::client::RealtimeSocket::connect_stream
     Embedded,
 }
 
@@ -247,7 +247,7 @@ pub fn request_for(
 /// The handshake request over [`connect_stream`]: [`STREAM_URL`] with `model` added, no
 /// auth header.
 ///
-/// [`connect_stream`]: crate::realtime::client::connect_stream
+/// [`connect_stream`]: crate::realtime::client::RealtimeSocket::connect_stream
 pub(super) fn stream_request(model: &str) -> Result<http::Request<()>, RealtimeError> {
     websocket_request(&with_model(STREAM_URL, model))
 }

@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite;
 pub enum RealtimeError {
     /// The embedded engine is reached with [`connect_stream`], not over the network.
     ///
-    /// [`connect_stream`]: crate::realtime::client::connect_stream
+    /// [`connect_stream`]: crate::realtime::client::RealtimeSocket::connect_stream
     #[error("the embedded engine has no network endpoint")]
     NoEndpoint,
     /// The configured URL cannot be used. `url` has its credentials and query removed.

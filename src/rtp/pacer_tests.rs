@@ -1,6 +1,8 @@
 //! Tests of the pacer on a virtual clock: stream continuity, marker bits, marks, clear,
 //! hold, stalls and DTMF.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
+
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

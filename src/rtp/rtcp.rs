@@ -193,6 +193,7 @@ fn randomised(base: Duration, rng: &mut impl Rng) -> Duration {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
 mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;

@@ -246,6 +246,7 @@ impl ReceiveStats {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
 mod tests {
     use std::time::Duration;
 

@@ -137,9 +137,12 @@ impl Server {
         let on_call = {
             let services = Arc::clone(&services);
             let calls = calls.clone();
-            Arc::new(move |leg: CallerLeg| {
-                calls.spawn(run_call(Arc::clone(&services), leg));
-            })
+            // A Twilio call runs on its Media Stream's own task; the tracker counts it for
+            // the drain.
+            let on_call: twilio::OnCall = Arc::new(move |leg: CallerLeg| {
+                Box::pin(calls.track_future(run_call(Arc::clone(&services), leg)))
+            });
+            on_call
         };
         let sip = match config.sip {
             Some(sip_config) => {
@@ -383,7 +386,7 @@ fn render_realtime(out: &mut String) {
 fn render_twilio(counters: &TwilioCounters, out: &mut String) {
     use std::fmt::Write as _;
     let s = counters.snapshot();
-    let rows: [(&str, &str, u64); 13] = [
+    let rows: [(&str, &str, u64); 14] = [
         (
             "streams_started",
             "Media streams started",
@@ -401,6 +404,11 @@ fn render_twilio(counters: &TwilioCounters, out: &mut String) {
             s.frames_dropped,
         ),
         ("frames_out", "Audio frames sent to Twilio", s.frames_out),
+        (
+            "media_messages_out",
+            "Media messages sent to Twilio (one per playback segment)",
+            s.media_out,
+        ),
         (
             "malformed_messages",
             "Malformed Media Streams messages",

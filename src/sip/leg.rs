@@ -25,7 +25,9 @@ use tracing::{debug, info, warn};
 use super::message;
 use super::sdp::{self, Codec, LocalMedia, Negotiated, SdpOrigin};
 use super::ua::Shared;
-use crate::call::leg::{CallControl, CallerLeg, DtmfMode, LegCommand, LegEvent, LegInfo, LegKind};
+use crate::call::leg::{
+    CallControl, CallerLeg, ChannelLeg, DtmfMode, LegCommand, LegEvent, LegInfo, LegIo, LegKind,
+};
 use crate::rtp::{self, MediaCodec, MediaCommand, MediaConfig, MediaEvent, MediaHandle};
 
 /// Payload type we offer for telephone-event.
@@ -128,6 +130,7 @@ struct PendingTransfer {
 
 impl SipCall {
     /// Runs the call until its dialog ends.
+    #[allow(clippy::disallowed_methods)] // the SIP leg task keeps its own ringing and transfer clocks
     pub(crate) async fn run(self) {
         let Self {
             dialog,
@@ -176,9 +179,11 @@ impl SipCall {
         };
         (shared.on_call)(CallerLeg {
             info,
-            events,
-            commands,
-            control: Arc::new(SipControl(control_tx)),
+            io: LegIo::Channel(ChannelLeg {
+                events,
+                commands,
+                control: Arc::new(SipControl(control_tx)),
+            }),
         });
 
         let ring_until = Instant::now() + shared.config.ring;

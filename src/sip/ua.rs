@@ -248,6 +248,7 @@ impl SipUa {
                 () = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
                     self.shared.legs.close();
+                    #[allow(clippy::disallowed_methods)] // the user agent task bounds its own shutdown
                     stopping.as_mut().reset(tokio::time::Instant::now() + LEG_SHUTDOWN_GRACE);
                 }
                 () = self.shared.legs.wait(), if shutting_down => break,
@@ -575,6 +576,7 @@ fn authenticate(shared: &Shared, req: &rsipstack::sip::Request) -> Authenticated
     }
 }
 
+#[allow(clippy::disallowed_methods)] // SDP origin times come from the wall clock, in the adapter
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -17,6 +17,8 @@ pub struct TwilioCounters {
     pub frames_dropped: AtomicU64,
     /// Audio frames sent to Twilio.
     pub frames_out: AtomicU64,
+    /// `media` messages sent to Twilio (one per playback segment).
+    pub media_out: AtomicU64,
     /// Text frames that were not a valid Media Streams message, and unexpected binary frames.
     pub malformed_messages: AtomicU64,
     /// Marks sent to Twilio.
@@ -43,6 +45,7 @@ pub struct TwilioCountersSnapshot {
     pub frames_in: u64,
     pub frames_dropped: u64,
     pub frames_out: u64,
+    pub media_out: u64,
     pub malformed_messages: u64,
     pub marks_sent: u64,
     pub marks_played: u64,
@@ -68,6 +71,7 @@ impl TwilioCounters {
             frames_in: get(&self.frames_in),
             frames_dropped: get(&self.frames_dropped),
             frames_out: get(&self.frames_out),
+            media_out: get(&self.media_out),
             malformed_messages: get(&self.malformed_messages),
             marks_sent: get(&self.marks_sent),
             marks_played: get(&self.marks_played),

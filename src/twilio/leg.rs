@@ -1,56 +1,68 @@
-//! The caller leg of a Twilio call: one bidirectional Media Stream WebSocket.
+//! The caller leg of a Twilio call: one bidirectional Media Stream WebSocket, read and
+//! written by the call's own task.
 //!
-//! [`run_media_socket`] waits for `start`, hands a [`CallerLeg`] to the host, then pumps in
-//! both directions until the stream stops, the socket closes, the driver hangs up or drops its
-//! command sender. It is generic over the socket's halves so tests drive it with channels.
+//! [`run_media_socket`] waits for `start`, then hands a [`CallerLeg`] holding the socket to the
+//! host and runs the call it returns on the same task: no channels, no second task. The call
+//! reads the caller with [`TwilioLeg::next_event`] in its `select!` and writes with
+//! [`TwilioLeg::send`], flushing once per wake-up ([`TwilioLeg::flush`]).
 //!
-//! - Twilio → driver: `media` becomes [`LegEvent::Audio`] (µ-law), `dtmf` [`LegEvent::Dtmf`],
-//!   the echo of one of our marks [`LegEvent::Played`]; [`LegEvent::Gone`] is always the last
-//!   event, sent once when the leg ends for any reason.
-//! - Driver → Twilio: [`LegCommand::Play`] is sent as whole 160-byte frames (see [`framing`]),
-//!   a mark is named by its label, `Clear` drops the carried partial frame and sends `clear`,
-//!   `Hangup` ends the call through the REST API when configured and closes the socket (the
-//!   TwiML has nothing after `<Connect>`, so closing ends the call too).
+//! - Twilio → call: `media` becomes [`LegEvent::Audio`] (µ-law), `dtmf` [`LegEvent::Dtmf`], the
+//!   echo of one of our marks [`LegEvent::Played`]; [`LegEvent::Gone`] comes once when the
+//!   stream stops or the socket closes (a close frame is sent first), then `None`.
+//! - Call → Twilio: the audio of a segment is sent as one `media` message before its mark (see
+//!   [`framing`]), `Clear` drops the segment being built and sends `clear`, `Hangup` ends the
+//!   call through the REST API when configured and closes the socket (the TwiML has nothing
+//!   after `<Connect>`, so closing ends the call too).
 //!
 //! Malformed messages, bad base64 and foreign marks are logged at debug, counted in
 //! [`TwilioCounters`], and skipped.
 //!
 //! [`framing`]: super::framing
 
-use std::fmt::Display;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
-use tracing::Instrument as _;
 
 use super::counters::TwilioCounters;
-use super::framing::Framer;
-use super::message::{Inbound, Outbound, StartInfo};
+use super::framing::Outbox;
+use super::message::{Inbound, StartInfo};
 use super::rest::TwilioRest;
 use crate::audio::AudioFormat;
 use crate::bridge::Mark;
-use crate::call::leg::{CallControl, CallerLeg, DtmfMode, LegCommand, LegEvent, LegInfo, LegKind};
-
-/// Capacity of the event channel to the driver (about 2.5 s of caller audio).
-const EVENT_CHANNEL: usize = 128;
-/// Capacity of the command channel from the driver.
-const COMMAND_CHANNEL: usize = 128;
+use crate::call::leg::{
+    CallControl, CallerLeg, DtmfMode, LegCommand, LegEvent, LegInfo, LegIo, LegKind,
+};
 
 /// Normal closure.
 const CLOSE_NORMAL: u16 = 1000;
 /// Policy violation: the stream did not start properly.
 const CLOSE_POLICY: u16 = 1008;
+/// How long a closing handshake may take before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The error a transfer reports when no REST credentials are configured.
 pub const TRANSFER_NEEDS_TOKEN: &str = "transfer needs TWILIO_AUTH_TOKEN";
 
-/// Called with each new call's leg; the host starts the call driver with it. Must not block.
-pub type OnCall = Arc<dyn Fn(CallerLeg) + Send + Sync>;
+/// A Media Stream socket: axum's WebSocket, or a stand-in in tests.
+pub trait MediaSocket:
+    Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Send + Unpin
+{
+}
+impl<T> MediaSocket for T where
+    T: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Send
+        + Unpin
+{
+}
+
+/// Called with each new call's leg; returns the call, which runs on the socket's task.
+pub type OnCall = Arc<dyn Fn(CallerLeg) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// What a Media Stream socket needs from the host.
 #[derive(Clone)]
@@ -85,31 +97,23 @@ impl MediaContext {
     }
 }
 
-/// Runs one Media Stream connection to its end.
-pub async fn run_media_socket<S, R>(sink: S, stream: R, ctx: MediaContext)
-where
-    S: Sink<Message>,
-    S::Error: Display,
-    R: Stream<Item = Result<Message, axum::Error>>,
-{
-    let mut sink = pin!(sink);
-    let mut stream = pin!(stream);
+/// Runs one Media Stream connection: waits for `start`, then runs its call to the end.
+pub async fn run_media_socket<S: MediaSocket + 'static>(socket: S, ctx: MediaContext) {
+    let mut socket: Pin<Box<dyn MediaSocket>> = Box::pin(socket);
     let counters = ctx.counters.clone();
 
-    let start = match await_start(stream.as_mut(), &ctx).await {
+    let start = match await_start(socket.as_mut(), &ctx).await {
         Ok(start) => start,
         Err(reason) => {
             tracing::debug!(reason, "closing media stream before start");
             TwilioCounters::bump(&counters.streams_rejected);
-            close(sink.as_mut(), CLOSE_POLICY, "no start").await;
+            close(socket.as_mut(), CLOSE_POLICY, "no start").await;
             return;
         }
     };
     TwilioCounters::bump(&counters.streams_started);
+    tracing::debug!(stream_sid = %start.stream_sid, call_sid = %start.call_sid, "media stream started");
 
-    let span = tracing::info_span!("twilio_call", call_sid = %start.call_sid);
-    let (events_tx, events_rx) = mpsc::channel(EVENT_CHANNEL);
-    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CHANNEL);
     let control = Arc::new(TwilioControl {
         rest: ctx.rest.clone(),
         account_sid: start.account_sid.clone(),
@@ -132,35 +136,232 @@ where
         format: AudioFormat::Pcmu,
         dtmf: DtmfMode::InBand,
     };
+    let leg = TwilioLeg {
+        socket,
+        outbox: Outbox::new(&start.stream_sid),
+        counters,
+        control,
+        state: State::Open,
+    };
     (ctx.on_call)(CallerLeg {
         info,
-        events: events_rx,
-        commands: commands_tx,
-        control: control.clone(),
-    });
-
-    async {
-        tracing::debug!(stream_sid = %start.stream_sid, "media stream started");
-        let end = tokio::select! {
-            end = read_inbound(stream.as_mut(), &events_tx, &counters) => end,
-            end = write_outbound(sink.as_mut(), commands_rx, &start.stream_sid, &control) => end,
-        };
-        tracing::debug!(end, "media stream ended");
-        close(sink.as_mut(), CLOSE_NORMAL, "").await;
-        // The driver may already be gone; then nobody needs to hear it.
-        let _ = events_tx.send(LegEvent::Gone).await;
-    }
-    .instrument(span)
+        io: LegIo::Twilio(Box::new(leg)),
+    })
     .await;
 }
 
+/// Where the stream stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// The stream has ended; `Gone` has not been reported yet.
+    Ended,
+    /// `Gone` has been reported.
+    Reported,
+}
+
+/// One Twilio Media Stream, as the call's task sees it.
+pub struct TwilioLeg {
+    socket: Pin<Box<dyn MediaSocket>>,
+    outbox: Outbox,
+    counters: Arc<TwilioCounters>,
+    control: Arc<TwilioControl>,
+    state: State,
+}
+
+impl TwilioLeg {
+    /// The next event from the caller: `Some(Gone)` once when the stream ends, then `None`.
+    /// Cancel-safe.
+    pub async fn next_event(&mut self) -> Option<LegEvent> {
+        match self.state {
+            State::Reported => return None,
+            State::Ended => {
+                self.state = State::Reported;
+                return Some(LegEvent::Gone);
+            }
+            State::Open => {}
+        }
+        loop {
+            let frame = self.socket.next().await;
+            match inbound_event(frame, &self.counters) {
+                Step::Event(event) => return Some(event),
+                Step::Skip => {}
+                Step::End(reason) => {
+                    tracing::debug!(end = reason, "media stream ended");
+                    self.end().await;
+                    self.state = State::Reported;
+                    return Some(LegEvent::Gone);
+                }
+            }
+        }
+    }
+
+    /// Carries out `command`. Messages are queued on the socket; [`flush`](Self::flush)
+    /// writes them.
+    pub async fn send(&mut self, command: LegCommand) {
+        if self.state != State::Open {
+            return;
+        }
+        match command {
+            // Twilio answered the call before the stream started.
+            LegCommand::Ready => {}
+            LegCommand::Play(audio) => self.play(&audio),
+            LegCommand::Mark(mark) => self.mark(&mark).await,
+            LegCommand::Clear => {
+                let clear = self.outbox.clear();
+                self.write(clear, |c| &c.clears_sent).await;
+            }
+            LegCommand::Hangup => {
+                self.control.hangup().await;
+                self.end().await;
+            }
+        }
+    }
+
+    /// Adds µ-law audio to the segment being built.
+    pub fn play(&mut self, audio: &[u8]) {
+        self.outbox.play(audio);
+    }
+
+    async fn mark(&mut self, mark: &Mark) {
+        let segment = self.outbox.mark(&mark.label);
+        if let Some(media) = segment.media {
+            self.write(media, |c| &c.media_out).await;
+            self.counters
+                .frames_out
+                .fetch_add(segment.frames as u64, Ordering::Relaxed);
+        }
+        self.write(segment.mark, |c| &c.marks_sent).await;
+    }
+
+    async fn write(&mut self, json: String, counter: fn(&TwilioCounters) -> &AtomicU64) {
+        if self.state != State::Open {
+            return;
+        }
+        match self.socket.feed(Message::Text(json.into())).await {
+            Ok(()) => TwilioCounters::bump(counter(&self.counters)),
+            Err(error) => {
+                tracing::debug!(%error, "media socket write failed");
+                self.state = State::Ended;
+            }
+        }
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) {
+        if self.state != State::Open {
+            return;
+        }
+        if let Err(error) = self.socket.flush().await {
+            tracing::debug!(%error, "media socket write failed");
+            self.state = State::Ended;
+        }
+    }
+
+    /// Closes the socket (a close frame, then the close handshake, bounded in time).
+    pub async fn close(&mut self) {
+        if self.state == State::Open {
+            self.end().await;
+        }
+    }
+
+    /// The leg's call control (transfer through the REST API).
+    pub fn control(&self) -> Arc<dyn CallControl> {
+        self.control.clone()
+    }
+
+    async fn end(&mut self) {
+        if self.state == State::Open {
+            self.state = State::Ended;
+            let _ =
+                tokio::time::timeout(CLOSE_GRACE, close(self.socket.as_mut(), CLOSE_NORMAL, ""))
+                    .await;
+        }
+    }
+}
+
+/// What one frame from Twilio means to the call.
+enum Step {
+    Event(LegEvent),
+    Skip,
+    End(&'static str),
+}
+
+/// Reads one frame from Twilio: an event for the call, nothing, or the end of the stream.
+fn inbound_event(frame: Option<Result<Message, axum::Error>>, counters: &TwilioCounters) -> Step {
+    let text = match frame {
+        None | Some(Ok(Message::Close(_))) => return Step::End("closed by Twilio"),
+        Some(Ok(Message::Text(text))) => text,
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Step::Skip,
+        Some(Ok(Message::Binary(_))) => {
+            tracing::debug!("ignoring binary frame");
+            TwilioCounters::bump(&counters.malformed_messages);
+            return Step::Skip;
+        }
+        Some(Err(error)) => {
+            tracing::debug!(%error, "media socket failed");
+            return Step::End("socket failed");
+        }
+    };
+    let message = match Inbound::parse(&text) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::debug!(%error, "ignoring malformed message");
+            TwilioCounters::bump(&counters.malformed_messages);
+            return Step::Skip;
+        }
+    };
+    Step::Event(match message {
+        Inbound::Media { media, .. } if media.is_inbound() => match media.decode() {
+            Ok(audio) if audio.is_empty() => return Step::Skip,
+            Ok(audio) => {
+                TwilioCounters::bump(&counters.frames_in);
+                LegEvent::Audio(audio)
+            }
+            Err(error) => {
+                tracing::debug!(%error, chunk = ?media.chunk, "dropping media frame");
+                TwilioCounters::bump(&counters.frames_dropped);
+                return Step::Skip;
+            }
+        },
+        Inbound::Dtmf { dtmf, .. } => match dtmf.digit_char() {
+            Some(digit) => {
+                TwilioCounters::bump(&counters.dtmf_in);
+                LegEvent::Dtmf(digit)
+            }
+            None => {
+                tracing::debug!(digit = %dtmf.digit, "ignoring invalid DTMF digit");
+                TwilioCounters::bump(&counters.malformed_messages);
+                return Step::Skip;
+            }
+        },
+        Inbound::Mark { mark, .. } => match Mark::id_from_label(&mark.name) {
+            Some(id) => {
+                TwilioCounters::bump(&counters.marks_played);
+                LegEvent::Played(id)
+            }
+            None => {
+                tracing::debug!(name = %mark.name, "ignoring foreign mark");
+                TwilioCounters::bump(&counters.marks_foreign);
+                return Step::Skip;
+            }
+        },
+        Inbound::Stop { .. } => return Step::End("stopped by Twilio"),
+        other => {
+            tracing::debug!(event = other.event_name(), "ignoring message");
+            return Step::Skip;
+        }
+    })
+}
+
 /// Reads frames until `start`; `Err` says why the stream is given up.
+#[allow(clippy::disallowed_methods)] // the socket adapter bounds the wait for `start`
 async fn await_start<R>(
     mut stream: Pin<&mut R>,
     ctx: &MediaContext,
 ) -> Result<StartInfo, &'static str>
 where
-    R: Stream<Item = Result<Message, axum::Error>>,
+    R: Stream<Item = Result<Message, axum::Error>> + ?Sized,
 {
     let deadline = tokio::time::Instant::now() + ctx.start_timeout;
     for _ in 0..ctx.max_frames_before_start {
@@ -192,151 +393,11 @@ where
     Err("too many frames before start")
 }
 
-/// Forwards Twilio's messages to the driver until the stream stops or the socket closes.
-async fn read_inbound<R>(
-    mut stream: Pin<&mut R>,
-    events: &mpsc::Sender<LegEvent>,
-    counters: &TwilioCounters,
-) -> &'static str
-where
-    R: Stream<Item = Result<Message, axum::Error>>,
-{
-    while let Some(frame) = stream.next().await {
-        let text = match frame {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Close(_)) => return "closed by Twilio",
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(Message::Binary(_)) => {
-                tracing::debug!("ignoring binary frame");
-                TwilioCounters::bump(&counters.malformed_messages);
-                continue;
-            }
-            Err(error) => {
-                tracing::debug!(%error, "media socket failed");
-                return "socket failed";
-            }
-        };
-        let message = match Inbound::parse(&text) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::debug!(%error, "ignoring malformed message");
-                TwilioCounters::bump(&counters.malformed_messages);
-                continue;
-            }
-        };
-        let event = match message {
-            Inbound::Media { media, .. } if media.is_inbound() => match media.decode() {
-                Ok(audio) if audio.is_empty() => continue,
-                Ok(audio) => {
-                    TwilioCounters::bump(&counters.frames_in);
-                    LegEvent::Audio(audio)
-                }
-                Err(error) => {
-                    tracing::debug!(%error, chunk = ?media.chunk, "dropping media frame");
-                    TwilioCounters::bump(&counters.frames_dropped);
-                    continue;
-                }
-            },
-            Inbound::Dtmf { dtmf, .. } => match dtmf.digit_char() {
-                Some(digit) => {
-                    TwilioCounters::bump(&counters.dtmf_in);
-                    LegEvent::Dtmf(digit)
-                }
-                None => {
-                    tracing::debug!(digit = %dtmf.digit, "ignoring invalid DTMF digit");
-                    TwilioCounters::bump(&counters.malformed_messages);
-                    continue;
-                }
-            },
-            Inbound::Mark { mark, .. } => match Mark::id_from_label(&mark.name) {
-                Some(id) => {
-                    TwilioCounters::bump(&counters.marks_played);
-                    LegEvent::Played(id)
-                }
-                None => {
-                    tracing::debug!(name = %mark.name, "ignoring foreign mark");
-                    TwilioCounters::bump(&counters.marks_foreign);
-                    continue;
-                }
-            },
-            Inbound::Stop { .. } => return "stopped by Twilio",
-            other => {
-                tracing::debug!(event = other.event_name(), "ignoring message");
-                continue;
-            }
-        };
-        // A dropped receiver means the driver is finishing; keep reading until the socket ends.
-        let _ = events.send(event).await;
-    }
-    "closed by Twilio"
-}
-
-/// Sends the driver's commands to Twilio until it hangs up or drops its sender.
-async fn write_outbound<S>(
-    mut sink: Pin<&mut S>,
-    mut commands: mpsc::Receiver<LegCommand>,
-    stream_sid: &str,
-    control: &TwilioControl,
-) -> &'static str
-where
-    S: Sink<Message>,
-    S::Error: Display,
-{
-    let counters = &control.counters;
-    let mut framer = Framer::default();
-    while let Some(command) = commands.recv().await {
-        let mut out = Vec::new();
-        match command {
-            // Twilio answered the call before the stream started.
-            LegCommand::Ready => {}
-            LegCommand::Play(audio) => {
-                for frame in framer.push(&audio) {
-                    out.push(Outbound::media(stream_sid, &frame));
-                }
-            }
-            LegCommand::Mark(mark) => {
-                if let Some(frame) = framer.flush_padded() {
-                    out.push(Outbound::media(stream_sid, &frame));
-                }
-                out.push(Outbound::mark(stream_sid, &mark.label));
-            }
-            LegCommand::Clear => {
-                framer.clear();
-                out.push(Outbound::clear(stream_sid));
-            }
-            LegCommand::Hangup => {
-                control.hangup().await;
-                return "hung up";
-            }
-        }
-        for message in out {
-            let json = match message.to_json() {
-                Ok(json) => json,
-                Err(error) => {
-                    tracing::warn!(%error, "dropping outbound message");
-                    continue;
-                }
-            };
-            if let Err(error) = sink.send(Message::Text(json.into())).await {
-                tracing::debug!(%error, "media socket write failed");
-                return "socket write failed";
-            }
-            let counter = match message {
-                Outbound::Media { .. } => &counters.frames_out,
-                Outbound::Mark { .. } => &counters.marks_sent,
-                Outbound::Clear { .. } => &counters.clears_sent,
-            };
-            TwilioCounters::bump(counter);
-        }
-    }
-    "driver finished"
-}
-
 /// Sends a close frame and closes the sink; errors mean the socket is already gone.
 async fn close<S>(mut sink: Pin<&mut S>, code: u16, reason: &'static str)
 where
-    S: Sink<Message>,
-    S::Error: Display,
+    S: Sink<Message> + ?Sized,
+    S::Error: std::fmt::Display,
 {
     let frame = CloseFrame {
         code,

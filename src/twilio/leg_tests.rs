@@ -1,11 +1,11 @@
 //! Tests of the Media Stream leg adapter, driven through in-memory channels.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::ws::Message;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use futures_util::{sink, stream};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -14,6 +14,54 @@ use super::*;
 use crate::bridge::MarkId;
 
 const STREAM_SID: &str = "MZ00000000000000000000000000000001";
+
+/// Twilio's side of a Media Stream socket, over channels.
+struct TestSocket {
+    inbound: mpsc::UnboundedReceiver<Result<Message, axum::Error>>,
+    outbound: mpsc::UnboundedSender<Message>,
+}
+
+impl futures_util::Stream for TestSocket {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inbound.poll_recv(cx)
+    }
+}
+
+impl futures_util::Sink<Message> for TestSocket {
+    type Error = axum::Error;
+
+    fn poll_ready(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), axum::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), axum::Error> {
+        self.outbound
+            .send(message)
+            .map_err(|_| axum::Error::new("socket closed"))
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), axum::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), axum::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
 
 /// One adapter under test, with Twilio's side of the socket and the host's side of the leg.
 struct Harness {
@@ -29,22 +77,16 @@ impl Harness {
         let (to_leg, inbound) = mpsc::unbounded_channel::<Result<Message, axum::Error>>();
         let (outbound, from_leg) = mpsc::unbounded_channel::<Message>();
         let (leg_tx, legs) = mpsc::unbounded_channel();
-        let socket_in = stream::unfold(inbound, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        let socket_out = sink::unfold(outbound, |tx, message: Message| async move {
-            tx.send(message).map_err(|_| "socket closed")?;
-            Ok::<_, &str>(tx)
-        });
         let counters = Arc::new(TwilioCounters::default());
         let mut ctx = MediaContext::new(
             Arc::new(move |leg| {
                 let _ = leg_tx.send(leg);
+                Box::pin(async {})
             }),
             counters.clone(),
         );
         configure(&mut ctx);
-        let task = tokio::spawn(run_media_socket(socket_out, socket_in, ctx));
+        let task = tokio::spawn(run_media_socket(TestSocket { inbound, outbound }, ctx));
         Self {
             to_leg,
             from_leg,
@@ -132,7 +174,7 @@ async fn inbound_media_dtmf_and_marks_become_events() {
 
     h.send(media(&BASE64.encode([0x7F; 160])));
     assert_eq!(
-        leg.events.recv().await,
+        leg.io.next_event().await,
         Some(LegEvent::Audio(vec![0x7F; 160]))
     );
 
@@ -140,11 +182,11 @@ async fn inbound_media_dtmf_and_marks_become_events() {
         json!({"event":"dtmf","streamSid":STREAM_SID,"sequenceNumber":"5",
         "dtmf":{"track":"inbound_track","digit":"#"}}),
     );
-    assert_eq!(leg.events.recv().await, Some(LegEvent::Dtmf('#')));
+    assert_eq!(leg.io.next_event().await, Some(LegEvent::Dtmf('#')));
 
     h.send(json!({"event":"mark","streamSid":STREAM_SID,"mark":{"name":"responsePart"}}));
     h.send(json!({"event":"mark","streamSid":STREAM_SID,"mark":{"name":"7:item_abc:4800"}}));
-    assert_eq!(leg.events.recv().await, Some(LegEvent::Played(MarkId(7))));
+    assert_eq!(leg.io.next_event().await, Some(LegEvent::Played(MarkId(7))));
 
     let snap = h.counters.snapshot();
     assert_eq!((snap.frames_in, snap.dtmf_in), (1, 1));
@@ -165,7 +207,7 @@ async fn malformed_input_does_not_end_the_leg() {
     h.send(media(&BASE64.encode([1, 2, 3])));
 
     assert_eq!(
-        leg.events.recv().await,
+        leg.io.next_event().await,
         Some(LegEvent::Audio(vec![1, 2, 3]))
     );
     let snap = h.counters.snapshot();
@@ -177,24 +219,16 @@ async fn malformed_input_does_not_end_the_leg() {
 #[tokio::test]
 async fn play_is_reframed_and_marks_follow_their_audio() {
     let mut h = Harness::start(|_| {});
-    let leg = h.connect().await;
+    let mut leg = h.connect().await;
     let audio: Vec<u8> = (0..400u32).map(|i| (i % 200) as u8).collect();
 
-    leg.commands
-        .send(LegCommand::Play(audio.clone().into()))
-        .await
-        .expect("leg running");
-    leg.commands
-        .send(LegCommand::Mark(mark(3)))
-        .await
-        .expect("leg running");
+    leg.io.send(LegCommand::Play(audio.clone().into())).await;
+    leg.io.send(LegCommand::Mark(mark(3))).await;
+    leg.io.flush().await;
 
-    let mut sent = Vec::new();
-    for _ in 0..3 {
-        let frame = payload_of(&h.next_out().await.expect("media"));
-        assert_eq!(frame.len(), 160);
-        sent.extend(frame);
-    }
+    // The segment goes out as one media message, padded to whole frames.
+    let sent = payload_of(&h.next_out().await.expect("media"));
+    assert_eq!(sent.len(), 480);
     assert_eq!(sent[..400], audio[..]);
     assert!(sent[400..].iter().all(|&b| b == 0xFF));
     assert_eq!(
@@ -208,20 +242,12 @@ async fn play_is_reframed_and_marks_follow_their_audio() {
 #[tokio::test]
 async fn clear_drops_the_partial_frame() {
     let mut h = Harness::start(|_| {});
-    let leg = h.connect().await;
+    let mut leg = h.connect().await;
 
-    leg.commands
-        .send(LegCommand::Play(vec![0x10; 100].into()))
-        .await
-        .expect("leg running");
-    leg.commands
-        .send(LegCommand::Clear)
-        .await
-        .expect("leg running");
-    leg.commands
-        .send(LegCommand::Mark(mark(1)))
-        .await
-        .expect("leg running");
+    leg.io.send(LegCommand::Play(vec![0x10; 100].into())).await;
+    leg.io.send(LegCommand::Clear).await;
+    leg.io.send(LegCommand::Mark(mark(1))).await;
+    leg.io.flush().await;
 
     assert_eq!(
         h.next_out().await,
@@ -239,8 +265,8 @@ async fn stop_ends_the_leg() {
         json!({"event":"stop","sequenceNumber":"5","streamSid":STREAM_SID,
         "stop":{"accountSid":"AC1","callSid":"CA1"}}),
     );
-    assert_eq!(leg.events.recv().await, Some(LegEvent::Gone));
-    assert_eq!(leg.events.recv().await, None);
+    assert_eq!(leg.io.next_event().await, Some(LegEvent::Gone));
+    assert_eq!(leg.io.next_event().await, None);
     assert_eq!(h.next_out().await, None, "close frame");
     h.task.await.expect("adapter finished");
 }
@@ -250,21 +276,17 @@ async fn socket_close_ends_the_leg() {
     let mut h = Harness::start(|_| {});
     let mut leg = h.connect().await;
     drop(h.to_leg);
-    assert_eq!(leg.events.recv().await, Some(LegEvent::Gone));
+    assert_eq!(leg.io.next_event().await, Some(LegEvent::Gone));
     h.task.await.expect("adapter finished");
 }
 
 #[tokio::test]
-async fn dropping_the_command_sender_closes_the_socket() {
+async fn closing_the_leg_closes_the_socket() {
     let mut h = Harness::start(|_| {});
-    let CallerLeg {
-        mut events,
-        commands,
-        ..
-    } = h.connect().await;
-    drop(commands);
+    let mut leg = h.connect().await;
+    leg.io.close().await;
     assert_eq!(h.next_out().await, None, "close frame");
-    assert_eq!(events.recv().await, Some(LegEvent::Gone));
+    assert_eq!(leg.io.next_event().await, Some(LegEvent::Gone));
     h.task.await.expect("adapter finished");
 }
 
@@ -272,12 +294,9 @@ async fn dropping_the_command_sender_closes_the_socket() {
 async fn hangup_without_rest_closes_the_socket() {
     let mut h = Harness::start(|_| {});
     let mut leg = h.connect().await;
-    leg.commands
-        .send(LegCommand::Hangup)
-        .await
-        .expect("leg running");
+    leg.io.send(LegCommand::Hangup).await;
     assert_eq!(h.next_out().await, None, "close frame");
-    assert_eq!(leg.events.recv().await, Some(LegEvent::Gone));
+    assert_eq!(leg.io.next_event().await, Some(LegEvent::Gone));
     h.task.await.expect("adapter finished");
 }
 
@@ -308,8 +327,8 @@ async fn control_without_rest() {
     let mut h = Harness::start(|_| {});
     let leg = h.connect().await;
     assert_eq!(
-        leg.control.transfer("+15550003333".into()).await,
+        leg.io.control().transfer("+15550003333".into()).await,
         Err(TRANSFER_NEEDS_TOKEN.to_owned())
     );
-    assert!(leg.control.send_dtmf("123".into()).await.is_err());
+    assert!(leg.io.control().send_dtmf("123".into()).await.is_err());
 }

@@ -10,7 +10,7 @@
 //! - [`signature`]: signature computation and validation, public-URL rebuilding.
 //! - [`twiml`]: the TwiML documents the bridge answers with or sends.
 //! - [`rest`]: call updates through Twilio's REST API.
-//! - [`framing`]: re-chunking outbound audio into whole 20 ms frames.
+//! - [`framing`]: outbound messages, one `media` per playback segment.
 //! - [`leg`]: the Media Stream WebSocket as a caller leg.
 //! - [`routes`]: the axum routes (`/twilio/voice`, `/twilio/media`).
 //! - [`counters`]: process-wide counters for metrics.
@@ -25,7 +25,9 @@ pub mod signature;
 pub mod twiml;
 
 pub use counters::{TwilioCounters, TwilioCountersSnapshot};
-pub use leg::{MediaContext, OnCall, TRANSFER_NEEDS_TOKEN, run_media_socket};
+pub use leg::{
+    MediaContext, MediaSocket, OnCall, TRANSFER_NEEDS_TOKEN, TwilioLeg, run_media_socket,
+};
 pub use message::{Inbound, MessageError, Outbound};
 pub use rest::{RestError, TwilioRest};
 pub use routes::{MEDIA_PATH, TwilioState, VOICE_PATH, router};

@@ -30,6 +30,7 @@ async fn serve(public_url: Option<&str>) -> Server {
         rest: None,
         on_call: Arc::new(move |leg| {
             let _ = leg_tx.send(leg);
+            Box::pin(async {})
         }),
         counters: counters.clone(),
     };
@@ -168,10 +169,15 @@ async fn signed_media_socket_starts_a_call() {
     assert_eq!(leg.info.call_id, "CA9");
     assert_eq!(leg.info.to, "+15550002222");
 
-    leg.commands
-        .send(LegCommand::Play(vec![0xFF; 160].into()))
-        .await
-        .expect("leg running");
+    let mut leg = leg;
+    leg.io.play(&[0xFF; 160]).await;
+    leg.io
+        .send(LegCommand::Mark(crate::bridge::Mark {
+            id: crate::bridge::MarkId(1),
+            label: "1:item:20".into(),
+        }))
+        .await;
+    leg.io.flush().await;
     let reply = socket.next().await.expect("frame").expect("valid frame");
     let reply: serde_json::Value =
         serde_json::from_str(reply.to_text().expect("text")).expect("json");

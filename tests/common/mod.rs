@@ -6,6 +6,7 @@
 //! reports every pending mark at once. It counts, per assistant item, how much audio the caller
 //! actually heard, which is what truncation must match.
 
+#![allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};

@@ -2,6 +2,9 @@
 //! sends server events and reads client events. Every client event received is also kept, so
 //! tests can check them against the API's schema.
 
+#![allow(clippy::disallowed_methods)]
+// tests start their virtual clocks from the real one
+
 // The handshake callback's error type is tungstenite's own, large by design.
 #![allow(clippy::result_large_err)]
 

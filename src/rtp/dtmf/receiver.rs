@@ -152,6 +152,7 @@ impl DtmfReceiver {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests start their virtual clocks from the real one
 mod tests {
     use super::super::encode;
     use super::*;
