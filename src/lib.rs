@@ -6,6 +6,7 @@ pub mod call;
 pub mod dialplan;
 pub mod engine;
 mod line_index;
+pub mod load;
 pub mod metrics;
 pub mod realtime;
 pub mod rtp;
