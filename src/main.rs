@@ -1,4 +1,4 @@
-//! The `dialtone` command: `serve`, `mock-realtime` and `check`.
+//! The `dialtone` command: `serve`, `mock-realtime`, `call`, `check` and `load`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -114,12 +114,20 @@ enum Command {
         #[arg(default_value = "dialplans")]
         dir: PathBuf,
     },
+    /// Load tests: a scheduled Realtime model, and rigs that measure a `dialtone serve`.
+    Load {
+        #[command(subcommand)]
+        kind: dialtone::load::LoadCommand,
+    },
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if let Command::Check { dir } = &cli.command {
         return check(dir);
+    }
+    if let Command::Load { kind } = cli.command {
+        return dialtone::load::run(kind);
     }
     telemetry::init();
     // Exactly one TLS provider is compiled in; installing it explicitly keeps a future
@@ -149,7 +157,7 @@ fn main() -> Result<()> {
                 twilio,
                 server,
             } => place_call(server, to, route, from, trunk, twilio).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check { .. } | Command::Load { .. } => Ok(()),
         }
     })
 }
