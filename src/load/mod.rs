@@ -1,19 +1,33 @@
 //! `dialtone load`: measures what a call costs the bridge.
 //!
+//! Three subcommands, each a separate process so that the bridge under test is measured alone:
+//!
 //! - `load model` is a minimal Realtime API server that talks on a fixed schedule (see
-//!   [`model`]), to run as its own process.
+//!   [`model`]). The rigs start it as a child; it can also be run by hand.
+//! - `load twilio` starts the model and a `dialtone serve` (any build, old ones included: only
+//!   `serve --http --no-sip --dialplans --drain-secs` and `DIALTONE_REALTIME_URL` are used),
+//!   places simulated Twilio Media Streams calls on it, and reports the server's CPU and memory
+//!   per call and the model-to-caller latency (see [`twilio`]).
+//!
+//! Everything runs on loopback, every child process is killed when the rig ends however it
+//! ends, and every run has a hard deadline.
 //!
 //! | concept | file |
 //! |---|---|
-//! | the subcommands and their arguments | `mod.rs`, `model.rs` |
+//! | the subcommands and their arguments | `mod.rs`, `model.rs`, `twilio.rs` |
 //! | the model's talking schedule | `schedule.rs` |
 //! | the model's event texts | `events.rs` |
 //! | the latency marker in the audio | `marker.rs` |
-//! | Twilio's player | `playback.rs` |
+//! | one simulated Twilio call, and Twilio's player | `caller.rs`, `playback.rs` |
+//! | the bridge under test as a process | `bridge.rs` |
 //! | child processes, ports, CPU pinning | `process.rs` |
 //! | CPU time and memory from `/proc` | `procfs.rs` |
+//! | the temporary dialplan directory | `dialplan_dir.rs` |
 //! | percentiles and the printed report | `report.rs` |
 
+pub mod bridge;
+pub mod caller;
+pub mod dialplan_dir;
 pub mod events;
 pub mod marker;
 pub mod model;
@@ -22,6 +36,7 @@ pub mod process;
 pub mod procfs;
 pub mod report;
 pub mod schedule;
+pub mod twilio;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -32,12 +47,15 @@ pub enum LoadCommand {
     /// A minimal Realtime API server that talks on a fixed schedule, for load tests. Prints
     /// `listening on ws://ADDR/v1/realtime` as its first line.
     Model(model::ModelArgs),
+    /// Simulated Twilio calls against `dialtone serve`: CPU, memory and latency per call.
+    Twilio(twilio::TwilioArgs),
 }
 
 /// Runs one `dialtone load` subcommand to its end.
 pub fn run(command: LoadCommand) -> Result<()> {
     match command {
         LoadCommand::Model(args) => model::run(&args),
+        LoadCommand::Twilio(args) => twilio::run(&args),
     }
 }
 
