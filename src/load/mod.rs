@@ -8,13 +8,14 @@
 //!   `serve --http --no-sip --dialplans --drain-secs` and `DIALTONE_REALTIME_URL` are used),
 //!   places simulated Twilio Media Streams calls on it, and reports the server's CPU and memory
 //!   per call and the model-to-caller latency (see [`twilio`]).
+//! - `load sip` does the same with SIPp callers on the SIP side (see [`sip`]).
 //!
 //! Everything runs on loopback, every child process is killed when the rig ends however it
 //! ends, and every run has a hard deadline.
 //!
 //! | concept | file |
 //! |---|---|
-//! | the subcommands and their arguments | `mod.rs`, `model.rs`, `twilio.rs` |
+//! | the subcommands and their arguments | `mod.rs`, `model.rs`, `twilio.rs`, `sip.rs` |
 //! | the model's talking schedule | `schedule.rs` |
 //! | the model's event texts | `events.rs` |
 //! | the latency marker in the audio | `marker.rs` |
@@ -36,6 +37,7 @@ pub mod process;
 pub mod procfs;
 pub mod report;
 pub mod schedule;
+pub mod sip;
 pub mod twilio;
 
 use anyhow::Result;
@@ -49,6 +51,8 @@ pub enum LoadCommand {
     Model(model::ModelArgs),
     /// Simulated Twilio calls against `dialtone serve`: CPU, memory and latency per call.
     Twilio(twilio::TwilioArgs),
+    /// SIPp calls against `dialtone serve`: CPU and memory per call.
+    Sip(sip::SipArgs),
 }
 
 /// Runs one `dialtone load` subcommand to its end.
@@ -56,6 +60,7 @@ pub fn run(command: LoadCommand) -> Result<()> {
     match command {
         LoadCommand::Model(args) => model::run(&args),
         LoadCommand::Twilio(args) => twilio::run(&args),
+        LoadCommand::Sip(args) => sip::run(&args),
     }
 }
 
