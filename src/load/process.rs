@@ -25,9 +25,13 @@ pub struct Guarded {
 impl Guarded {
     /// Spawns `command`, naming it `name` in error messages.
     pub fn spawn(command: &mut Command, name: &str) -> Result<Self> {
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {name} ({command:?})"))?;
+        let child = command.spawn().with_context(|| {
+            let line: Vec<_> = std::iter::once(command.get_program())
+                .chain(command.get_args())
+                .map(|a| a.to_string_lossy())
+                .collect();
+            format!("cannot start {name}: {}", line.join(" "))
+        })?;
         Ok(Self {
             child,
             name: name.to_owned(),
