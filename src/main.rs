@@ -19,6 +19,9 @@ use dialtone::sip::ua::SipConfig;
 use dialtone::telemetry;
 use tracing::info;
 
+/// Default of `serve --append-ms`.
+const DEFAULT_APPEND_MS: u64 = 20;
+
 /// SIP options of `serve`. Each overrides the config file, which overrides the default.
 #[derive(clap::Args)]
 struct SipArgs {
@@ -72,6 +75,12 @@ enum Command {
         /// config file's `drain_s`).
         #[arg(long, env = "DIALTONE_DRAIN_SECS")]
         drain_secs: Option<u64>,
+        /// Caller audio is sent to the model in chunks of this many milliseconds (a multiple
+        /// of 20): larger chunks cost less CPU per call and delay the model's hearing by as
+        /// much (see README "Performance").
+        #[arg(long, env = "DIALTONE_APPEND_MS", default_value_t = DEFAULT_APPEND_MS,
+              value_parser = clap::value_parser!(u64).range(20..=1000))]
+        append_ms: u64,
         #[command(flatten)]
         sip: SipArgs,
     },
@@ -142,8 +151,24 @@ fn main() -> Result<()> {
                 public_url,
                 engine_script,
                 drain_secs,
+                append_ms,
                 sip,
-            } => serve(http, dialplans, public_url, engine_script, drain_secs, sip).await,
+            } => {
+                let timing = Timing {
+                    append_chunk: Duration::from_millis(append_ms / 20 * 20),
+                    ..Timing::default()
+                };
+                serve(
+                    http,
+                    dialplans,
+                    public_url,
+                    engine_script,
+                    drain_secs,
+                    timing,
+                    sip,
+                )
+                .await
+            }
             Command::MockRealtime {
                 listen,
                 script,
@@ -192,6 +217,7 @@ async fn serve(
     public_url: Option<String>,
     engine_script: Option<PathBuf>,
     drain_secs: Option<u64>,
+    timing: Timing,
     sip_args: SipArgs,
 ) -> Result<()> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -219,7 +245,7 @@ async fn serve(
             api_base: env("TWILIO_API_BASE"),
         },
         engine: engine_config(engine_script, EngineConfig::default().realtime_factor)?,
-        timing: Timing::default(),
+        timing,
         drain,
         sip,
         api_token: env("DIALTONE_API_TOKEN"),

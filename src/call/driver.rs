@@ -50,7 +50,7 @@ pub struct CallServices {
 /// The current time, as the call state machine sees it. Tokio's clock, so tests under a
 /// paused runtime stay deterministic. Read once per wake-up of a call's loop.
 #[allow(clippy::disallowed_methods)] // the driver is where a call's time comes from
-fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 

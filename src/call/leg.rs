@@ -2,19 +2,18 @@
 //!
 //! The call's task reads [`LegEvent`]s (caller audio in the leg's format, DTMF, played marks,
 //! hangup) from its [`LegIo`] and hands it [`LegCommand`]s (audio to play, marks, clear,
-//! hangup), flushing once per wake-up. A Twilio leg is the Media Stream socket itself, read
-//! and written by the call's task; a SIP leg still runs its own task and talks over two
-//! channels ([`ChannelLeg`]). Actions that need the leg's own signalling (transfer, out-of-band
-//! DTMF) go through [`CallControl`].
+//! hangup), flushing once per wake-up. A Twilio leg is the Media Stream socket itself and a
+//! SIP leg its dialog and RTP sockets, both read and written by the call's task. Actions that
+//! need the leg's own signalling (transfer, out-of-band DTMF) go through [`CallControl`].
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
 
 use crate::audio::AudioFormat;
 use crate::bridge::{Mark, MarkId};
+use crate::sip::leg::SipLeg;
 use crate::twilio::TwilioLeg;
 
 /// Which kind of leg a call came in on.
@@ -100,19 +99,15 @@ pub struct CallerLeg {
     pub io: LegIo,
 }
 
-/// A leg that runs its own task and talks to the call over channels.
-pub struct ChannelLeg {
-    pub events: mpsc::Receiver<LegEvent>,
-    pub commands: mpsc::Sender<LegCommand>,
-    pub control: Arc<dyn CallControl>,
-}
+/// Called with each new call's leg; returns the call, to run on the task that owns the leg.
+pub type OnCall = Arc<dyn Fn(CallerLeg) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// How the call's task reaches its caller.
 pub enum LegIo {
     /// A Twilio Media Stream, read and written by the call's task.
     Twilio(Box<TwilioLeg>),
-    /// A leg with a task of its own (SIP).
-    Channel(ChannelLeg),
+    /// A SIP dialog and its RTP media, driven by the call's task.
+    Sip(Box<SipLeg>),
 }
 
 impl LegIo {
@@ -120,7 +115,7 @@ impl LegIo {
     pub async fn next_event(&mut self) -> Option<LegEvent> {
         match self {
             Self::Twilio(leg) => leg.next_event().await,
-            Self::Channel(leg) => leg.events.recv().await,
+            Self::Sip(leg) => leg.next_event().await,
         }
     }
 
@@ -128,10 +123,7 @@ impl LegIo {
     pub async fn send(&mut self, command: LegCommand) {
         match self {
             Self::Twilio(leg) => leg.send(command).await,
-            // A closed leg reports Gone; nothing to do here.
-            Self::Channel(leg) => {
-                let _ = leg.commands.send(command).await;
-            }
+            Self::Sip(leg) => leg.send(command),
         }
     }
 
@@ -139,12 +131,7 @@ impl LegIo {
     pub async fn play(&mut self, audio: &[u8]) {
         match self {
             Self::Twilio(leg) => leg.play(audio),
-            Self::Channel(leg) => {
-                let _ = leg
-                    .commands
-                    .send(LegCommand::Play(Bytes::copy_from_slice(audio)))
-                    .await;
-            }
+            Self::Sip(leg) => leg.play(audio),
         }
     }
 
@@ -158,8 +145,9 @@ impl LegIo {
     /// Ends the leg from our side once the call is over (a channel leg ends when its command
     /// sender is dropped).
     pub async fn close(&mut self) {
-        if let Self::Twilio(leg) = self {
-            leg.close().await;
+        match self {
+            Self::Twilio(leg) => leg.close().await,
+            Self::Sip(leg) => leg.close().await,
         }
     }
 
@@ -167,7 +155,7 @@ impl LegIo {
     pub fn control(&self) -> Arc<dyn CallControl> {
         match self {
             Self::Twilio(leg) => leg.control(),
-            Self::Channel(leg) => Arc::clone(&leg.control),
+            Self::Sip(leg) => leg.control(),
         }
     }
 }

@@ -22,7 +22,9 @@
 //! - [`rtcp`]: minimal RTCP: validation of incoming packets, periodic SR/RR, BYE.
 //! - [`stats`]: [`MediaStats`] counters and RFC 3550 reception statistics (jitter, loss).
 //! - [`session`]: [`MediaSession`], all of the above for one leg.
-//! - [`socket`]: the async adapter: one Tokio task, one `select!`, the sockets and channels.
+//! - [`io`]: [`MediaIo`], a session with its sockets, driven by the task that owns it (a SIP
+//!   call's own task).
+//! - [`socket`]: a media task of its own behind channels, for owners that do not drive media.
 //! - [`ports`]: media port ranges and RTP/RTCP port pair binding.
 //!
 //! The pacer is the playout clock of a SIP leg: a frame counts as played when its packet is
@@ -30,6 +32,7 @@
 
 pub mod codec;
 pub mod dtmf;
+pub mod io;
 pub mod jitter;
 pub mod latch;
 pub mod pacer;
@@ -41,6 +44,7 @@ pub mod socket;
 pub mod stats;
 
 pub use codec::MediaCodec;
+pub use io::{MediaIo, MediaWake};
 pub use ports::{PortError, PortRange, PortRangeError, bind_pair};
 pub use session::{MediaError, MediaSession, SessionConfig};
 pub use socket::{MediaCommand, MediaConfig, MediaEvent, MediaHandle, start, try_start};

@@ -149,8 +149,9 @@ impl Server {
                 let metrics = Arc::clone(&services.metrics);
                 let services = Arc::clone(&services);
                 let calls = calls.clone();
-                let on_sip_call = Arc::new(move |leg: CallerLeg| {
-                    calls.spawn(run_call(Arc::clone(&services), leg));
+                // A SIP call runs on the task the user agent spawns for it.
+                let on_sip_call: crate::call::leg::OnCall = Arc::new(move |leg: CallerLeg| {
+                    Box::pin(calls.track_future(run_call(Arc::clone(&services), leg)))
                 });
                 Some(SipUa::bind(sip_config, metrics, on_sip_call).await?)
             }

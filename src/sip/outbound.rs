@@ -193,7 +193,7 @@ pub(crate) async fn place(
         notices,
         shared: Arc::clone(shared),
     };
-    shared.legs.spawn(sip_call.run());
+    shared.legs.spawn((shared.on_call)(sip_call.into_leg()));
     Ok(call_id)
 }
 

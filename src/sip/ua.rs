@@ -32,7 +32,6 @@ use super::leg::{Notice, SipCall};
 use super::message;
 use super::outbound::{OutboundCall, OutboundError};
 use super::sdp::{self, Codec, LocalMedia, SdpOrigin};
-use crate::call::leg::CallerLeg;
 use crate::metrics::Metrics;
 use crate::rtp::ports::{self, PortRange};
 
@@ -73,7 +72,7 @@ pub enum SipError {
 }
 
 /// Receives each new SIP call's leg.
-pub type OnSipCall = Arc<dyn Fn(CallerLeg) + Send + Sync>;
+pub type OnSipCall = crate::call::leg::OnCall;
 
 /// State shared by the dispatcher and the calls.
 pub(crate) struct Shared {
@@ -524,7 +523,7 @@ async fn new_invite(shared: Arc<Shared>, mut tx: Transaction) {
         notices,
         shared: Arc::clone(&shared),
     };
-    shared.legs.spawn(call.run());
+    shared.legs.spawn((shared.on_call)(call.into_leg()));
     // Runs the INVITE server transaction: 100 Trying, then waits for our final response's
     // ACK, or a CANCEL (487).
     if let Err(e) = dialog.handle(&mut tx).await {

@@ -61,8 +61,7 @@ impl<T> MediaSocket for T where
 {
 }
 
-/// Called with each new call's leg; returns the call, which runs on the socket's task.
-pub type OnCall = Arc<dyn Fn(CallerLeg) -> BoxFuture<'static, ()> + Send + Sync>;
+pub use crate::call::leg::OnCall;
 
 /// What a Media Stream socket needs from the host.
 #[derive(Clone)]

@@ -127,14 +127,14 @@ async fn media(
     // Buffers sized for thousands of streams (tungstenite's defaults suit one fast stream):
     // - reads: tungstenite zero-fills the free part of its read buffer before every read, so
     //   the default 128 KiB costs a 128 KiB memset per read and most of a call's memory.
-    //   Twilio's messages are a few hundred bytes; 4 KiB takes several per read.
+    //   Twilio's messages are a few hundred bytes; 2 KiB takes several per read.
     // - writes: the call feeds a wake-up's messages and flushes once; 16 KiB holds them. A
     //   peer that stops reading fails the socket at 256 KiB (the playout lead keeps what a
     //   call sends ahead to well under that).
     // - messages: nothing Twilio sends comes near 64 KiB (a `start` with its custom
     //   parameters is the largest); a larger one is refused instead of buffered.
     upgrade
-        .read_buffer_size(4 << 10)
+        .read_buffer_size(2 << 10)
         .write_buffer_size(16 << 10)
         .max_write_buffer_size(256 << 10)
         .max_message_size(64 << 10)
