@@ -61,7 +61,8 @@ pub struct Timing {
     pub max_queued_audio: Duration,
     /// Caller audio is appended to the model's input buffer in chunks of this much (at least
     /// one 20 ms frame). Larger chunks mean fewer events to build and send, and that much
-    /// later for the model's turn detection.
+    /// later for the model's turn detection. One frame here; `dialtone serve` uses 100 ms
+    /// unless told otherwise (`--append-ms`).
     pub append_chunk: Duration,
 }
 

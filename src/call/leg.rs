@@ -62,8 +62,10 @@ pub struct LegInfo {
 /// An event from the caller leg.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LegEvent {
-    /// Caller audio in the leg's format (normally one 20 ms frame).
-    Audio(Vec<u8>),
+    /// Caller audio in the leg's format (normally one 20 ms frame). Legs hand out slices of a
+    /// buffer they reuse once the call has dropped the slice, so steady audio allocates
+    /// nothing.
+    Audio(Bytes),
     Dtmf(char),
     /// Everything sent before this mark was played (or cleared).
     Played(MarkId),

@@ -353,7 +353,18 @@ pub enum ServerEvent {
 
 impl ServerEvent {
     /// Parses one text frame. Unknown event types parse as [`ServerEvent::Unknown`].
+    ///
+    /// Audio deltas, most of what a session receives, take a direct path: serde reads an
+    /// internally tagged enum by first buffering the whole object (every string copied once
+    /// more, the base64 audio included), so a delta is read field by field instead, borrowing
+    /// from the text. Anything that path cannot read (an escaped string, a missing field)
+    /// goes through the general parse and its errors.
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        if (text.contains("output_audio.delta") || text.contains("response.audio.delta"))
+            && let Some(delta) = AudioDeltaRef::parse(text)
+        {
+            return Ok(delta);
+        }
         serde_json::from_str(text)
     }
 
@@ -365,6 +376,40 @@ impl ServerEvent {
             kind: String,
         }
         serde_json::from_str::<Kind>(text).ok().map(|k| k.kind)
+    }
+}
+
+/// An audio delta borrowed from its text (see [`ServerEvent::parse`]).
+#[derive(Deserialize)]
+struct AudioDeltaRef<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(borrow)]
+    response_id: &'a str,
+    #[serde(borrow)]
+    item_id: &'a str,
+    #[serde(default)]
+    output_index: u32,
+    #[serde(default)]
+    content_index: u32,
+    #[serde(borrow)]
+    delta: &'a str,
+}
+
+impl AudioDeltaRef<'_> {
+    fn parse(text: &str) -> Option<ServerEvent> {
+        let d: AudioDeltaRef<'_> = serde_json::from_str(text).ok()?;
+        matches!(
+            d.kind,
+            "response.output_audio.delta" | "response.audio.delta"
+        )
+        .then(|| ServerEvent::AudioDelta {
+            response_id: d.response_id.to_owned(),
+            item_id: d.item_id.to_owned(),
+            output_index: d.output_index,
+            content_index: d.content_index,
+            delta: d.delta.to_owned(),
+        })
     }
 }
 
@@ -414,4 +459,41 @@ pub struct ErrorDetail {
     pub param: Option<String>,
     #[serde(default)]
     pub event_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_read_directly_equal_the_general_parse() {
+        for text in [
+            r#"{"type":"response.output_audio.delta","event_id":"e1","response_id":"r1","item_id":"i1","output_index":0,"content_index":0,"delta":"AAEC/w=="}"#,
+            r#"{ "delta": "AAEC", "type": "response.audio.delta", "item_id": "i2", "response_id": "r2" }"#,
+        ] {
+            let fast = AudioDeltaRef::parse(text).expect("read directly");
+            let general: ServerEvent = serde_json::from_str(text).expect("general parse");
+            assert_eq!(fast, general);
+            assert_eq!(ServerEvent::parse(text).expect("parse"), general);
+        }
+    }
+
+    #[test]
+    fn deltas_the_direct_path_cannot_read_take_the_general_one() {
+        // An escaped slash cannot be borrowed; a missing field is an error either way.
+        let escaped = r#"{"type":"response.output_audio.delta","response_id":"r1","item_id":"i1","delta":"AA\/w=="}"#;
+        assert!(AudioDeltaRef::parse(escaped).is_none());
+        assert!(matches!(
+            ServerEvent::parse(escaped),
+            Ok(ServerEvent::AudioDelta { delta, .. }) if delta == "AA/w=="
+        ));
+        let missing = r#"{"type":"response.output_audio.delta","response_id":"r1","delta":"AA"}"#;
+        assert!(ServerEvent::parse(missing).is_err());
+        // Other events that mention deltas are not deltas.
+        let done = r#"{"type":"response.output_audio.done","response_id":"r1","item_id":"i1"}"#;
+        assert!(matches!(
+            ServerEvent::parse(done),
+            Ok(ServerEvent::AudioDone { .. })
+        ));
+    }
 }

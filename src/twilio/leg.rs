@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 
 use super::counters::TwilioCounters;
 use super::framing::Outbox;
-use super::message::{Inbound, StartInfo};
+use super::message::{Inbound, MediaRef, StartInfo};
 use super::rest::TwilioRest;
 use crate::audio::AudioFormat;
 use crate::bridge::Mark;
@@ -141,6 +142,7 @@ pub async fn run_media_socket<S: MediaSocket + 'static>(socket: S, ctx: MediaCon
         counters,
         control,
         state: State::Open,
+        audio_in: BytesMut::new(),
     };
     (ctx.on_call)(CallerLeg {
         info,
@@ -166,6 +168,8 @@ pub struct TwilioLeg {
     counters: Arc<TwilioCounters>,
     control: Arc<TwilioControl>,
     state: State,
+    /// Decoded caller audio; each frame is a slice of it, reused once the call drops it.
+    audio_in: BytesMut,
 }
 
 impl TwilioLeg {
@@ -182,7 +186,7 @@ impl TwilioLeg {
         }
         loop {
             let frame = self.socket.next().await;
-            match inbound_event(frame, &self.counters) {
+            match inbound_event(frame, &self.counters, &mut self.audio_in) {
                 Step::Event(event) => return Some(event),
                 Step::Skip => {}
                 Step::End(reason) => {
@@ -287,7 +291,12 @@ enum Step {
 }
 
 /// Reads one frame from Twilio: an event for the call, nothing, or the end of the stream.
-fn inbound_event(frame: Option<Result<Message, axum::Error>>, counters: &TwilioCounters) -> Step {
+/// Caller audio is decoded into `audio_in`.
+fn inbound_event(
+    frame: Option<Result<Message, axum::Error>>,
+    counters: &TwilioCounters,
+    audio_in: &mut BytesMut,
+) -> Step {
     let text = match frame {
         None | Some(Ok(Message::Close(_))) => return Step::End("closed by Twilio"),
         Some(Ok(Message::Text(text))) => text,
@@ -302,6 +311,23 @@ fn inbound_event(frame: Option<Result<Message, axum::Error>>, counters: &TwilioC
             return Step::End("socket failed");
         }
     };
+    if let Some(media) = MediaRef::parse(&text) {
+        if !media.is_inbound() {
+            return Step::Skip;
+        }
+        return match decode_audio(media.payload, audio_in) {
+            Some(audio) if audio.is_empty() => Step::Skip,
+            Some(audio) => {
+                TwilioCounters::bump(&counters.frames_in);
+                Step::Event(LegEvent::Audio(audio))
+            }
+            None => {
+                tracing::debug!("dropping media frame: bad base64");
+                TwilioCounters::bump(&counters.frames_dropped);
+                Step::Skip
+            }
+        };
+    }
     let message = match Inbound::parse(&text) {
         Ok(message) => message,
         Err(error) => {
@@ -315,7 +341,7 @@ fn inbound_event(frame: Option<Result<Message, axum::Error>>, counters: &TwilioC
             Ok(audio) if audio.is_empty() => return Step::Skip,
             Ok(audio) => {
                 TwilioCounters::bump(&counters.frames_in);
-                LegEvent::Audio(audio)
+                LegEvent::Audio(audio.into())
             }
             Err(error) => {
                 tracing::debug!(%error, chunk = ?media.chunk, "dropping media frame");
@@ -351,6 +377,20 @@ fn inbound_event(frame: Option<Result<Message, axum::Error>>, counters: &TwilioC
             return Step::Skip;
         }
     })
+}
+
+/// Decodes base64 `payload` into `buf` and hands out the audio as a slice of it. The slice
+/// shares `buf`'s allocation, which the next decode takes back once the slice is dropped.
+fn decode_audio(payload: &str, buf: &mut BytesMut) -> Option<Bytes> {
+    use base64::Engine as _;
+    let room = payload.len().div_ceil(4) * 3;
+    buf.clear();
+    buf.resize(room, 0);
+    let len = base64::engine::general_purpose::STANDARD
+        .decode_slice(payload, &mut buf[..])
+        .ok()?;
+    buf.truncate(len);
+    Some(buf.split().freeze())
 }
 
 /// Reads frames until `start`; `Err` says why the stream is given up.

@@ -175,7 +175,7 @@ async fn inbound_media_dtmf_and_marks_become_events() {
     h.send(media(&BASE64.encode([0x7F; 160])));
     assert_eq!(
         leg.io.next_event().await,
-        Some(LegEvent::Audio(vec![0x7F; 160]))
+        Some(LegEvent::Audio(vec![0x7F; 160].into()))
     );
 
     h.send(
@@ -208,7 +208,7 @@ async fn malformed_input_does_not_end_the_leg() {
 
     assert_eq!(
         leg.io.next_event().await,
-        Some(LegEvent::Audio(vec![1, 2, 3]))
+        Some(LegEvent::Audio(vec![1, 2, 3].into()))
     );
     let snap = h.counters.snapshot();
     assert_eq!(snap.malformed_messages, 4);
@@ -331,4 +331,21 @@ async fn control_without_rest() {
         Err(TRANSFER_NEEDS_TOKEN.to_owned())
     );
     assert!(leg.io.control().send_dtmf("123".into()).await.is_err());
+}
+
+#[test]
+fn caller_audio_reuses_one_buffer_once_each_frame_is_dropped() {
+    let mut buf = BytesMut::new();
+    let first = decode_audio(&BASE64.encode([7u8; 160]), &mut buf).expect("valid base64");
+    assert_eq!(first[..], [7u8; 160]);
+    let at = first.as_ptr();
+    drop(first);
+    let second = decode_audio(&BASE64.encode([9u8; 160]), &mut buf).expect("valid base64");
+    assert_eq!(second[..], [9u8; 160]);
+    assert_eq!(
+        second.as_ptr(),
+        at,
+        "the dropped frame's allocation is taken back"
+    );
+    assert!(decode_audio("!!!", &mut buf).is_none());
 }

@@ -550,7 +550,7 @@ impl SipLeg {
         if let Some(media) = &mut self.media {
             let events = &mut self.events;
             media.drain(|event| match event {
-                MediaEvent::Audio(frame) => events.push_back(LegEvent::Audio(frame)),
+                MediaEvent::Audio(frame) => events.push_back(LegEvent::Audio(frame.into())),
                 MediaEvent::Dtmf(digit) => events.push_back(LegEvent::Dtmf(digit)),
                 MediaEvent::Played(mark) => events.push_back(LegEvent::Played(mark)),
                 MediaEvent::Stats(_) => {}
