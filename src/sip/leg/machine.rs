@@ -263,8 +263,12 @@ impl LegMachine {
         }
     }
 
-    /// The call hangs up.
+    /// The call hangs up. After a successful transfer the BYE is already scheduled: it keeps
+    /// its time, so it does not overtake our answer to the final NOTIFY.
     pub(crate) fn hangup(&mut self) {
+        if self.bye_at.is_some() {
+            return;
+        }
         self.end_from_here(false);
     }
 

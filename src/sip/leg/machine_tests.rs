@@ -358,3 +358,22 @@ fn failing_media_or_answer_ends_the_call() {
     leg.m.answer_failed();
     assert_eq!(leg.actions(), [Action::Event(LegEvent::Gone)]);
 }
+
+#[test]
+fn the_call_hanging_up_after_a_transfer_keeps_the_bye_behind_the_notify_answer() {
+    let mut leg = Leg::new(LegSetup {
+        answered: true,
+        ..inbound()
+    });
+    leg.actions();
+    leg.m.transfer(leg.now, "100".into());
+    leg.actions();
+    leg.m.notify(leg.now, 200);
+    assert_eq!(leg.actions(), [Action::TransferDone(Ok(()))]);
+    // The call ends (the transfer succeeded) and hangs up at once: the BYE waits its turn.
+    leg.m.hangup();
+    assert_eq!(leg.actions(), []);
+    assert!(!leg.m.is_ended());
+    leg.at(100);
+    assert_eq!(leg.actions(), [Action::Bye, Action::Event(LegEvent::Gone)]);
+}

@@ -305,6 +305,24 @@ impl SipLeg {
             self.machine.hangup();
             self.carry_out(now());
         }
+        // A BYE may still be scheduled (after a transfer's final NOTIFY): keep answering
+        // requests until it has gone.
+        let finishing = async {
+            while !self.machine.is_ended() {
+                let Some(at) = self.machine.poll_timeout() else {
+                    break;
+                };
+                tokio::select! {
+                    Some(_) = self.requests.next(), if !self.requests.is_empty() => {}
+                    () = sleep_until(Some(at)) => {
+                        let now = now();
+                        self.machine.handle_timeout(now);
+                        self.carry_out(now);
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LAST_REQUESTS_GRACE, finishing).await;
         let requests = std::mem::take(&mut self.requests);
         let _ = tokio::time::timeout(LAST_REQUESTS_GRACE, requests.collect::<Vec<_>>()).await;
         if let Some(media) = self.media.take() {
