@@ -1,11 +1,11 @@
 //! The per-call driver: one task per call, the one place with a `select!`.
 //!
 //! It owns everything the call touches: one [`Call`], the caller leg's I/O (a Twilio Media
-//! Stream socket, or a SIP leg's channels), the Realtime socket, and the futures of tool
+//! Stream socket, or a SIP dialog with its RTP sockets), the Realtime socket, and the futures of tool
 //! actions in flight. Its loop is "mutate once, drain, flush, wait": feed one input to the
 //! call, carry out every output it drains (messages are queued on the sockets), flush each
 //! socket once, then wait for the next of: a leg event, a Realtime event, a finished tool, the
-//! call's next deadline, or shutdown. The clock is read once per wake-up, in `now`. Audio is
+//! call's next deadline, or shutdown. The clock is read once per wake-up (`call::clock`). Audio is
 //! converted between the leg's and the model's format here, with the call's [`Transcoder`],
 //! into buffers that are reused.
 
@@ -18,6 +18,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::clock::{now, sleep_until};
 use super::leg::{CallControl, CallerLeg, LegCommand, LegEvent};
 use super::registry::CallRegistry;
 use crate::audio::transcode::Transcoder;
@@ -45,13 +46,6 @@ pub struct CallServices {
     pub timing: Timing,
     /// Cancelled when live calls must end (after the shutdown drain period).
     pub hang_up_all: CancellationToken,
-}
-
-/// The current time, as the call state machine sees it. Tokio's clock, so tests under a
-/// paused runtime stay deterministic. Read once per wake-up of a call's loop.
-#[allow(clippy::disallowed_methods)] // the driver is where a call's time comes from
-pub(crate) fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 /// Runs one call from its leg's first event to its end.
@@ -267,12 +261,12 @@ impl<'a> Driver<'a> {
     async fn send_to_leg(&mut self, cmd: CallerCommand) {
         let cmd = match cmd {
             CallerCommand::Play(audio) if self.transcoder.is_passthrough() => {
-                self.leg.io.play(&audio).await;
+                self.leg.io.play(&audio);
                 return;
             }
             CallerCommand::Play(audio) => {
                 self.transcoder.to_leg(&audio, &mut self.audio);
-                self.leg.io.play(&self.audio).await;
+                self.leg.io.play(&self.audio);
                 return;
             }
             CallerCommand::Mark(mark) => LegCommand::Mark(mark),
@@ -362,13 +356,6 @@ impl<'a> Driver<'a> {
 async fn recv_realtime(realtime: &mut Option<Box<RealtimeSocket>>) -> RealtimeIncoming {
     match realtime {
         Some(rt) => rt.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }

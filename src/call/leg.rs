@@ -130,7 +130,7 @@ impl LegIo {
     }
 
     /// Queues audio in the leg's format (whole 20 ms frames).
-    pub async fn play(&mut self, audio: &[u8]) {
+    pub fn play(&mut self, audio: &[u8]) {
         match self {
             Self::Twilio(leg) => leg.play(audio),
             Self::Sip(leg) => leg.play(audio),

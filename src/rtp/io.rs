@@ -24,6 +24,7 @@ use super::session::{Channel, MediaError, MediaSession, Output, SessionConfig, T
 use super::socket::MediaConfig;
 use super::stats::{COUNTERS, MediaStats};
 use crate::bridge::MarkId;
+use crate::call::clock::sleep_until;
 use crate::metrics::Metrics;
 
 /// Receive buffer size: room for any datagram a media peer sends, so none is truncated.
@@ -245,13 +246,6 @@ async fn recv_optional(
 ) -> io::Result<(usize, SocketAddr)> {
     match socket {
         Some(socket) => socket.recv_from(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }

@@ -14,7 +14,6 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -25,6 +24,7 @@ use super::io::{EVENTS_DROPPED_TOTAL, MediaIo};
 use super::session::MediaError;
 use super::stats::MediaStats;
 use crate::bridge::{Mark, MarkId};
+use crate::call::clock::now;
 use crate::metrics::Metrics;
 
 /// Capacity of the event and command channels.
@@ -130,12 +130,6 @@ pub fn try_start(config: MediaConfig, metrics: Arc<Metrics>) -> Result<MediaHand
         events: event_rx,
         commands: command_tx,
     })
-}
-
-/// The clock of the media task: Tokio's, so tests can pause it.
-#[allow(clippy::disallowed_methods)] // the media task drives its session: it reads the clock
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
 }
 
 struct MediaTask {

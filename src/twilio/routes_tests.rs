@@ -170,7 +170,7 @@ async fn signed_media_socket_starts_a_call() {
     assert_eq!(leg.info.to, "+15550002222");
 
     let mut leg = leg;
-    leg.io.play(&[0xFF; 160]).await;
+    leg.io.play(&[0xFF; 160]);
     leg.io
         .send(LegCommand::Mark(crate::bridge::Mark {
             id: crate::bridge::MarkId(1),

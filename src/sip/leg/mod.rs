@@ -31,7 +31,7 @@ use tracing::{debug, info, warn};
 use super::message;
 use super::sdp::{self, Codec, LocalMedia, Negotiated, SdpOrigin};
 use super::ua::Shared;
-use crate::call::driver::now;
+use crate::call::clock::{now, sleep_until};
 use crate::call::leg::{
     CallControl, CallerLeg, DtmfMode, LegCommand, LegEvent, LegInfo, LegIo, LegKind,
 };
@@ -72,31 +72,32 @@ enum Control {
 /// The leg's [`CallControl`]: asks the leg, on the same task.
 struct SipControl(mpsc::Sender<Control>);
 
-impl CallControl for SipControl {
-    fn transfer(&self, target: String) -> BoxFuture<'static, Result<(), String>> {
+impl SipControl {
+    /// Sends the request `make` builds around a reply channel, and waits for the reply.
+    fn ask(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Control + Send + 'static,
+    ) -> BoxFuture<'static, Result<(), String>> {
         let sender = self.0.clone();
         async move {
             let (reply, rx) = oneshot::channel();
             sender
-                .send(Control::Transfer { target, reply })
+                .send(make(reply))
                 .await
                 .map_err(|_| "the call has ended".to_owned())?;
             rx.await.map_err(|_| "the call has ended".to_owned())?
         }
         .boxed()
     }
+}
+
+impl CallControl for SipControl {
+    fn transfer(&self, target: String) -> BoxFuture<'static, Result<(), String>> {
+        self.ask(|reply| Control::Transfer { target, reply })
+    }
 
     fn send_dtmf(&self, digits: String) -> BoxFuture<'static, Result<(), String>> {
-        let sender = self.0.clone();
-        async move {
-            let (reply, rx) = oneshot::channel();
-            sender
-                .send(Control::Dtmf { digits, reply })
-                .await
-                .map_err(|_| "the call has ended".to_owned())?;
-            rx.await.map_err(|_| "the call has ended".to_owned())?
-        }
-        .boxed()
+        self.ask(|reply| Control::Dtmf { digits, reply })
     }
 }
 
@@ -278,11 +279,10 @@ impl SipLeg {
     /// Queues audio in the leg's format.
     pub fn play(&mut self, audio: &[u8]) {
         if let Some(media) = &mut self.media {
-            if self.machine.is_ended() {
-                return;
+            // What the session outputs is carried out at the next wake-up.
+            if !self.machine.is_ended() {
+                media.play(audio);
             }
-            media.play(audio);
-            media.drain(|_| {});
             return;
         }
         self.machine.play(Bytes::copy_from_slice(audio));
@@ -616,13 +616,6 @@ impl SipLeg {
 async fn wait_media(media: &mut Option<MediaIo>) -> MediaWake {
     match media {
         Some(media) => media.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }
